@@ -1,0 +1,5 @@
+"""`python -m minibox` is the `minibox` command."""
+
+from minibox.cli.main import main
+
+raise SystemExit(main())

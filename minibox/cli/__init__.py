@@ -1,0 +1,1 @@
+"""Command-line front ends: thin argparse layers that build a spec and call the engine."""

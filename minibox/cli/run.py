@@ -1,0 +1,175 @@
+"""`minibox run [OPTIONS] ROOTFS CMD [ARG...]`: docker's flags -> an OCI spec -> the engine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+
+from minibox import explain
+from minibox.cli.args import Parser
+from minibox.cli.main import die_unless_root
+from minibox.errors import MiniboxError
+from minibox.runtime import spec as S
+
+
+def parser() -> Parser:
+    p = Parser(prog="minibox run", add_help=False,
+               usage="minibox run [OPTIONS] ROOTFS CMD [ARG...]",
+               description="Run a command in a new container made of real namespaces.")
+    p.add_argument("--help", action="help", help="show this help")
+    p.add_argument("--explain", action="store_true",
+                   help="print every kernel step to stderr as it happens")
+    p.add_argument("-h", "--hostname", help="container hostname (default: short id)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE")
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside")
+    p.add_argument("-u", "--user", metavar="UID[:GID]", help="user to run the command as")
+    p.add_argument("--read-only", action="store_true", help="mount the root read-only")
+    p.add_argument("-v", "--volume", action="append", default=[],
+                   metavar="HOST:CONTAINER[:ro]", help="bind mount a host path")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]",
+                   help="mount a tmpfs")
+    p.add_argument("--overlay", action="store_true",
+                   help="throwaway writable overlayfs layer; the rootfs stays untouched")
+    p.add_argument("--userns", action="store_true",
+                   help=f"user namespace: container root is host uid {S.USERNS_HOST_ID}")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("--rm", action="store_true", help="remove the container when it ends")
+    for ns in ("net", "pid", "ipc", "uts"):
+        p.add_argument(f"--{ns}", choices=["host", "private"], default="private",
+                       help=f"--{ns}=host shares the host's {ns} namespace")
+    p.add_argument("--network", dest="net", choices=["host", "none", "private"])
+    p.add_argument("rootfs", metavar="ROOTFS")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    return p
+
+
+def parse_user(value: str, rootfs: str, userns: bool) -> tuple[int, int, str | None]:
+    """-u uid[:gid] or name[:group], names looked up in the rootfs's /etc/passwd and group."""
+    from minibox.runtime.rootfs import securejoin
+
+    name, _, group = value.partition(":")
+    home = None
+    passwd = _table(securejoin(rootfs, "/etc/passwd"))
+    if name.isdigit():
+        uid = int(name)
+        gid = next((int(r[3]) for r in passwd if r[2] == name), 0)
+    else:
+        row = next((r for r in passwd if r[0] == name), None)
+        if row is None:
+            raise MiniboxError(f'unable to find user {name}: no matching entries in passwd file')
+        uid, gid, home = int(row[2]), int(row[3]), row[5]
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            grow = next((r for r in _table(securejoin(rootfs, "/etc/group")) if r[0] == group),
+                        None)
+            if grow is None:
+                raise MiniboxError(f"unable to find group {group}: "
+                                   "no matching entries in group file")
+            gid = int(grow[2])
+    limit = S.USERNS_SIZE if userns else 1 << 32
+    for kind, n in (("uid", uid), ("gid", gid)):
+        if n >= limit - (0 if userns else 1):
+            where = (f"outside the user namespace mapping (0-{S.USERNS_SIZE - 1})"
+                     if userns else "not a valid id")
+            raise MiniboxError(f"{kind} {n} in --user {value} is {where}")
+    return uid, gid, home
+
+
+def _table(path: str) -> list[list[str]]:
+    try:
+        with open(path) as f:
+            return [line.split(":") for line in f.read().splitlines() if line.count(":") >= 3]
+    except OSError:
+        return []
+
+
+def build_spec(opts: argparse.Namespace) -> dict:
+    from minibox.runtime.run import check_rootfs
+
+    rootfs = check_rootfs(opts.rootfs)
+    if not opts.command:
+        raise MiniboxError("no command given: minibox run ROOTFS CMD [ARG...] "
+                           "(e.g. minibox run rootfs/ /bin/sh)")
+    spec = S.new_spec(rootfs, opts.command)
+    cid = secrets.token_hex(32)
+    spec["annotations"]["minibox.id"] = cid
+    for ns, oci in (("net", "network"), ("pid", "pid"), ("ipc", "ipc"), ("uts", "uts")):
+        if getattr(opts, ns) == "host":
+            S.drop_namespace(spec, oci)
+    if opts.net == "host":
+        # A new sysfs shows the network namespace's devices; with the host's, bind /sys.
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys"]
+        spec["mounts"].append({"destination": "/sys", "type": "bind", "source": "/sys",
+                               "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]})
+    if opts.userns:
+        S.add_userns(spec)
+    hostname = S.check_hostname(opts.hostname) if opts.hostname else cid[:12]
+    if opts.uts != "host":
+        spec["hostname"] = hostname
+    proc = spec["process"]
+    env = [f"HOSTNAME={hostname}"]
+    home = "/root"
+    if opts.user:
+        uid, gid, pw_home = parse_user(opts.user, rootfs, opts.userns)
+        proc["user"] = {"uid": uid, "gid": gid}
+        home = pw_home or ("/root" if uid == 0 else "/")
+    env.append(f"HOME={home}")
+    # Like `docker run -it`, a terminal on both ends makes an interactive container.
+    proc["terminal"] = bool(opts.tty or (os.isatty(0) and os.isatty(1)))
+    if proc["terminal"]:
+        env.append("TERM=xterm")
+    proc["env"] = S.merge_env(proc["env"] + env, S.parse_env(opts.env, opts.env_file))
+    if opts.workdir:
+        if not opts.workdir.startswith("/"):
+            raise MiniboxError(f'the working directory "{opts.workdir}" is invalid: '
+                               "it needs to be an absolute path")
+        proc["cwd"] = opts.workdir
+    spec["root"]["readonly"] = opts.read_only
+    for vol in opts.volume:
+        spec["mounts"].append(_volume(vol))
+    for t in opts.tmpfs:
+        path, _, extra = t.partition(":")
+        if not path.startswith("/"):
+            raise MiniboxError(f'invalid --tmpfs "{t}": the path must be absolute')
+        options = ["nosuid", "nodev", "noexec"] + [o for o in extra.split(",") if o]
+        spec["mounts"].append({"destination": path, "type": "tmpfs", "source": "tmpfs",
+                               "options": options})
+    return spec
+
+
+def _volume(vol: str) -> dict:
+    parts = vol.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise MiniboxError(f'invalid volume "{vol}": use HOST:CONTAINER[:ro]')
+    host, dest = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise MiniboxError(f'invalid mode "{mode}" in volume "{vol}": use ro or rw')
+    if not host.startswith("/"):
+        raise MiniboxError(f'invalid volume "{vol}": the host path must be absolute')
+    if not dest.startswith("/") or dest == "/":
+        raise MiniboxError(f'invalid volume "{vol}": the container path must be absolute '
+                           "and not /")
+    if not os.path.exists(host):
+        os.makedirs(host)  # as docker does for -v with a missing host directory
+    options = ["rbind"] + (["ro"] if mode == "ro" else [])
+    return {"destination": dest, "type": "bind", "source": os.path.realpath(host),
+            "options": options}
+
+
+def main(argv: list[str]) -> int:
+    opts = parser().parse_args(argv)
+    if opts.explain:
+        explain.enable()
+    die_unless_root("run")
+    spec = build_spec(opts)
+    from minibox.runtime.run import run
+
+    sys.stdout.flush()
+    return run(spec, overlay=opts.overlay, tty=spec["process"]["terminal"])

@@ -1,0 +1,45 @@
+"""The narrator: every kernel step minibox takes is reported here, by the wrapper that took it.
+
+`--explain` turns the narrator on. Because the wrappers in minibox/kernel/ (and later
+minibox/cgroups/, minibox/network/) call `step()` right after doing the real call with
+the real arguments and result, the story printed can never differ from what happened.
+The child side of a container narrates too: both processes write whole lines to the
+same stderr with one write(2) each, so the lines come out in the order the steps ran.
+"""
+
+from __future__ import annotations
+
+import os
+
+_enabled = False
+_fd = 2
+
+
+def enable(fd: int = 2) -> None:
+    """Start narrating to file descriptor `fd` (stderr by default)."""
+    global _enabled, _fd
+    _enabled = True
+    _fd = fd
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def step(call: str, result: object, why: str, man: str) -> None:
+    """Report one kernel step: the call as made, its result, why it is needed, the man page."""
+    if not _enabled:
+        return
+    line = f"[explain] {call} = {result}\n          why: {why} [{man}]\n"
+    try:
+        os.write(_fd, line.encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def failed(call: str, err: OSError, why: str, man: str) -> None:
+    """Report a step the kernel refused, with the errno name."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(err.errno or 0, str(err.errno))
+    step(call, f"-1 {name} ({os.strerror(err.errno or 0)})", why, man)

@@ -1,0 +1,139 @@
+"""The child side of container creation: what runs between clone(2) and execve(2).
+
+Order follows runc's standard_init_linux.go (OCI-NOTES.md): wait for the parent,
+become root of the user namespace, network, mounts and /dev, pivot_root, console,
+read-only root, hostname, masked and read-only paths, user, close stray fds, execve.
+Nothing else runs here. Errors go back to the parent over the sync socket as one
+line, and the child exits with docker's code.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import NoReturn
+
+from minibox.errors import MiniboxError
+from minibox.kernel import namespaces, netdev, process
+from minibox.runtime import rootfs as rfs
+from minibox.runtime.spec import has_namespace
+
+
+def _wait_for_parent(sock: socket.socket) -> int | None:
+    """Block until the parent has written the id maps; it may send the idmapped rootfs fd."""
+    msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
+    if msg != b"G":
+        os._exit(125)  # the parent went away before releasing us
+    return fds[0] if fds else None
+
+
+def _find_command(argv0: str, env: list[str]) -> str:
+    if "/" in argv0:
+        return argv0
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "")
+    for d in path.split(":"):
+        candidate = os.path.join(d or ".", argv0)
+        if os.path.isfile(candidate):
+            return candidate
+    raise MiniboxError(f'exec: "{argv0}": executable file not found in $PATH', 127)
+
+
+def _exec(proc: dict) -> NoReturn:
+    args = proc["args"]
+    path = _find_command(args[0], proc["env"])
+    try:
+        process.execve(path, args, proc["env"])
+    except FileNotFoundError:
+        raise MiniboxError(f'exec: "{args[0]}": no such file or directory', 127) from None
+    except (PermissionError, IsADirectoryError):
+        raise MiniboxError(f'exec: "{args[0]}": permission denied', 126) from None
+    except OSError as err:
+        raise MiniboxError(f'exec: "{args[0]}": {err.strerror}', 126) from None
+    raise AssertionError("unreachable")
+
+
+def _setup(spec: dict, sock: socket.socket, tty_fd: int | None, scratch: str | None) -> NoReturn:
+    idmapped_fd = _wait_for_parent(sock)
+    in_userns = has_namespace(spec, "user")
+    if in_userns:
+        # After the parent wrote the maps we are still the overflow uid; become
+        # root of the new user namespace (user_namespaces(7)).
+        process.setresgid(0, "become root of the user namespace (group)")
+        process.setresuid(0, "become root of the user namespace")
+
+    if has_namespace(spec, "net"):
+        netdev.link_up("lo")
+
+    root = spec["root"]["path"]
+    if has_namespace(spec, "mnt"):
+        rfs.make_private()
+        if idmapped_fd is not None:
+            rfs.attach_idmapped(root, idmapped_fd)
+        else:
+            rfs.bind_rootfs(root)
+        if scratch:
+            rfs.overlay_rootfs(root, scratch)
+        for entry in spec["mounts"]:
+            rfs.mount_one(root, entry, in_userns)
+        if any(e["destination"] == "/dev" for e in spec["mounts"]):
+            rfs.populate_dev(root, in_userns, os.ttyname(tty_fd) if tty_fd is not None else None)
+        rfs.pivot(root)
+        if spec["root"].get("readonly"):
+            rfs.remount_readonly("/", "--read-only: the container's root filesystem is read-only")
+
+    if has_namespace(spec, "uts") and spec.get("hostname"):
+        namespaces.sethostname(spec["hostname"])
+
+    if has_namespace(spec, "mnt"):
+        rfs.mask_paths(spec["linux"].get("maskedPaths", []),
+                       spec["linux"].get("readonlyPaths", []))
+
+    if tty_fd is not None:
+        process.setsid_and_ctty(tty_fd)
+        for fd in (0, 1, 2):
+            os.dup2(tty_fd, fd)
+        os.close(tty_fd)
+
+    proc = spec["process"]
+    user = proc["user"]
+    if not in_userns:
+        process.setgroups(list(user.get("additionalGids", [])))
+    if user["gid"] != 0 or in_userns:
+        process.setresgid(user["gid"], "run the command with the requested group")
+    if user["uid"] != 0 or in_userns:
+        process.setresuid(user["uid"], "run the command as the requested user")
+    cwd = proc.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as err:
+        raise MiniboxError(f"cannot change to working directory {cwd}: {err.strerror}",
+                           125) from None
+
+    # Close every descriptor the command should not inherit (CVE-2024-21626: a leaked
+    # host directory fd lets the container walk out of its root). The sync socket is
+    # close-on-exec: its closing tells the parent that execve succeeded.
+    keep = sock.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 20)
+    _exec(proc)
+
+
+def main(spec: dict, sock: socket.socket, tty_fd: int | None, scratch: str | None) -> NoReturn:
+    """Entry point of the cloned child; never returns."""
+    try:
+        _setup(spec, sock, tty_fd, scratch)
+    except MiniboxError as err:
+        _report(sock, err.code, err.message)
+    except OSError as err:
+        _report(sock, 125, f"container setup failed: {err}")
+    except BaseException as err:  # noqa: BLE001 - the child must never unwind into the CLI
+        _report(sock, 125, f"container setup failed: {err!r}")
+    os._exit(125)
+
+
+def _report(sock: socket.socket, code: int, message: str) -> NoReturn:
+    try:
+        sock.send(f"{code}\t{message}".encode())
+    except OSError:
+        pass
+    os._exit(code)

@@ -1,0 +1,83 @@
+"""Run a container in the foreground: create it, forward signals, wait, clean up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+
+from minibox.errors import MiniboxError
+from minibox.runtime import process
+
+STATE_ROOT = "/run/minibox"
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+              signal.SIGUSR1, signal.SIGUSR2)
+
+
+def exit_code(status: int) -> int:
+    """docker's convention: the command's code, or 128+N when signal N killed it."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
+    """Run the container described by `spec` to its end; return its exit code."""
+    target = {"pid": 0}
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        # Only the parent forwards; a child still between clone and execve ignores it.
+        if target["pid"] and os.getpid() == parent_pid:
+            try:
+                os.kill(target["pid"], signum)
+            except ProcessLookupError:
+                pass
+        elif os.getpid() == parent_pid:
+            pending.append(signum)
+
+    parent_pid = os.getpid()
+    old = {s: signal.signal(s, forward) for s in _FORWARDED}
+    scratch = None
+    pty = None
+    try:
+        if overlay:
+            os.makedirs(STATE_ROOT, exist_ok=True)
+            scratch = tempfile.mkdtemp(prefix="overlay-", dir=STATE_ROOT)
+        if tty:
+            from minibox.runtime.tty import Pty
+
+            pty = Pty()
+            spec["process"]["terminal"] = True
+        child = process.spawn(spec, tty_slave=pty.slave if pty else None, scratch=scratch)
+        target["pid"] = child.pid
+        if pty:
+            pty.start()
+        if child.error:
+            _, status = os.waitpid(child.pid, 0)
+            raise child.error
+        for signum in pending:
+            os.kill(child.pid, signum)
+        if pty:
+            try:
+                pty.relay()
+            finally:
+                pty.restore()
+        _, status = os.waitpid(child.pid, 0)
+        return exit_code(status)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if pty:
+            pty.restore()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_rootfs(path: str) -> str:
+    if not os.path.exists(path):
+        raise MiniboxError(f"rootfs {path} does not exist (build one with: minibox mkrootfs DIR)")
+    if not os.path.isdir(path):
+        raise MiniboxError(f"rootfs {path} is not a directory (give an extracted root filesystem)")
+    return os.path.realpath(path)
