@@ -1,5 +1,5 @@
 """`python -m minibox` is the `minibox` command."""
 
-from minibox.cli.main import main
+from minibox.cli.main import entry
 
-raise SystemExit(main())
+entry()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 
 from minibox import explain
@@ -97,7 +96,7 @@ def build_spec(opts: argparse.Namespace) -> dict:
         raise MiniboxError("no command given: minibox run ROOTFS CMD [ARG...] "
                            "(e.g. minibox run rootfs/ /bin/sh)")
     spec = S.new_spec(rootfs, opts.command)
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     spec["annotations"]["minibox.id"] = cid
     for ns, oci in (("net", "network"), ("pid", "pid"), ("ipc", "ipc"), ("uts", "uts")):
         if getattr(opts, ns) == "host":

@@ -10,21 +10,37 @@ line, and the child exits with docker's code.
 from __future__ import annotations
 
 import os
-import socket
-from typing import NoReturn
 
 from minibox.errors import MiniboxError
 from minibox.kernel import namespaces, netdev, process
 from minibox.runtime import rootfs as rfs
 from minibox.runtime.spec import has_namespace
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time on the hot path
+    from typing import NoReturn
 
-def _wait_for_parent(sock: socket.socket) -> int | None:
-    """Block until the parent has written the id maps; it may send the idmapped rootfs fd."""
-    msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
-    if msg != b"G":
-        os._exit(125)  # the parent went away before releasing us
-    return fds[0] if fds else None
+
+class Go:
+    """How the parent releases the child: a pipe, or a unix socket that also carries an fd."""
+
+    def __init__(self, fd: int | None = None, sock: object = None) -> None:
+        self.fd = fd
+        self.sock = sock
+
+    def wait(self) -> int | None:
+        """Block until the parent has done its part; returns the idmapped rootfs fd if sent."""
+        if self.sock is not None:
+            import socket
+
+            msg, fds, _flags, _addr = socket.recv_fds(self.sock, 16, 1)
+            self.sock.close()
+        else:
+            msg, fds = os.read(self.fd, 1), []
+            os.close(self.fd)
+        if msg != b"G":
+            os._exit(125)  # the parent went away before releasing us
+        return fds[0] if fds else None
 
 
 def _find_command(argv0: str, env: list[str]) -> str:
@@ -52,8 +68,9 @@ def _exec(proc: dict) -> NoReturn:
     raise AssertionError("unreachable")
 
 
-def _setup(spec: dict, sock: socket.socket, tty_fd: int | None, scratch: str | None) -> NoReturn:
-    idmapped_fd = _wait_for_parent(sock)
+def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
+           scratch: str | None) -> NoReturn:
+    idmapped_fd = go.wait()
     in_userns = has_namespace(spec, "user")
     if in_userns:
         # After the parent wrote the maps we are still the overflow uid; become
@@ -110,30 +127,30 @@ def _setup(spec: dict, sock: socket.socket, tty_fd: int | None, scratch: str | N
                            125) from None
 
     # Close every descriptor the command should not inherit (CVE-2024-21626: a leaked
-    # host directory fd lets the container walk out of its root). The sync socket is
+    # host directory fd lets the container walk out of its root). The report pipe is
     # close-on-exec: its closing tells the parent that execve succeeded.
-    keep = sock.fileno()
+    keep = report
     os.closerange(3, keep)
     os.closerange(keep + 1, 1 << 20)
     _exec(proc)
 
 
-def main(spec: dict, sock: socket.socket, tty_fd: int | None, scratch: str | None) -> NoReturn:
+def main(spec: dict, go: Go, report: int, tty_fd: int | None, scratch: str | None) -> NoReturn:
     """Entry point of the cloned child; never returns."""
     try:
-        _setup(spec, sock, tty_fd, scratch)
+        _setup(spec, go, report, tty_fd, scratch)
     except MiniboxError as err:
-        _report(sock, err.code, err.message)
+        _report(report, err.code, err.message)
     except OSError as err:
-        _report(sock, 125, f"container setup failed: {err}")
+        _report(report, 125, f"container setup failed: {err}")
     except BaseException as err:  # noqa: BLE001 - the child must never unwind into the CLI
-        _report(sock, 125, f"container setup failed: {err!r}")
+        _report(report, 125, f"container setup failed: {err!r}")
     os._exit(125)
 
 
-def _report(sock: socket.socket, code: int, message: str) -> NoReturn:
+def _report(fd: int, code: int, message: str) -> NoReturn:
     try:
-        sock.send(f"{code}\t{message}".encode())
+        os.write(fd, f"{code}\t{message}".encode())
     except OSError:
         pass
     os._exit(code)

@@ -2,15 +2,17 @@
 
 The parent prepares, clones the child into its new namespaces, writes the user
 namespace maps and makes the idmapped rootfs while the child waits, then releases it
-over a sync socket and learns whether execve succeeded (the socket is close-on-exec in
-the child: EOF means the command is running; a line means it failed and why).
+and learns whether execve succeeded. Two pipes carry this: "go" from parent to child,
+and a report pipe that is close-on-exec in the child, so EOF means the command is
+running and a line means it failed and why. With a user namespace the go message
+travels over a unix socket instead, because it carries the idmapped rootfs as a file
+descriptor (SCM_RIGHTS, unix(7)); the socket module costs import time that the plain
+path does not pay.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-from dataclasses import dataclass
 
 from minibox.errors import MiniboxError
 from minibox.kernel import mounts, namespaces, userns
@@ -18,10 +20,10 @@ from minibox.runtime import init  # imported before clone so the child has it al
 from minibox.runtime.spec import has_namespace, namespaces_of
 
 
-@dataclass
 class Child:
-    pid: int
-    error: MiniboxError | None = None
+    def __init__(self, pid: int, error: MiniboxError | None = None) -> None:
+        self.pid = pid
+        self.error = error
 
 
 def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = None) -> Child:
@@ -29,34 +31,59 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
 
     Returns once the child has exec'd its command or failed trying.
     """
-    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with_userns = has_namespace(spec, "user")
+    report_r, report_w = os.pipe()  # both ends close-on-exec (os.pipe's default)
+    if with_userns:
+        import socket
+
+        go_parent, go_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        go = init.Go(sock=go_child)
+    else:
+        go_r, go_w = os.pipe()
+        go = init.Go(fd=go_r)
     pid = namespaces.clone(namespaces_of(spec))
     if pid == 0:  # the child: never returns
-        parent_sock.close()
-        init.main(spec, child_sock, tty_slave, scratch)
-    child_sock.close()
+        os.close(report_r)
+        if with_userns:
+            go_parent.close()
+        else:
+            os.close(go_w)
+        init.main(spec, go, report_w, tty_slave, scratch)
+    os.close(report_w)
     mount_fd = None
     try:
-        if has_namespace(spec, "user"):
+        if with_userns:
+            go_child.close()
             lin = spec["linux"]
             userns.write_maps(pid, lin["uidMappings"], lin["gidMappings"])
             if has_namespace(spec, "mnt"):
                 mount_fd = _idmapped_rootfs(spec["root"]["path"], pid)
-        fds = [mount_fd] if mount_fd is not None else []
-        socket.send_fds(parent_sock, [b"G"], fds)
-        reply = parent_sock.recv(4096)
+            socket.send_fds(go_parent, [b"G"], [mount_fd] if mount_fd is not None else [])
+            go_parent.close()
+        else:
+            os.close(go_r)
+            os.write(go_w, b"G")
+            os.close(go_w)
+        reply = _read_all(report_r)
     except BaseException:
         _kill_and_reap(pid)
         raise
     finally:
         if mount_fd is not None:
             os.close(mount_fd)
-        parent_sock.close()
+        os.close(report_r)
     child = Child(pid)
     if reply:
         code, _, message = reply.decode(errors="replace").partition("\t")
         child.error = MiniboxError(message, int(code))
     return child
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _idmapped_rootfs(path: str, pid: int) -> int:

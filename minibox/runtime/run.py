@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 
 from minibox.errors import MiniboxError
 from minibox.runtime import process
@@ -43,6 +41,8 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
     pty = None
     try:
         if overlay:
+            import tempfile
+
             os.makedirs(STATE_ROOT, exist_ok=True)
             scratch = tempfile.mkdtemp(prefix="overlay-", dir=STATE_ROOT)
         if tty:
@@ -72,6 +72,8 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
         if pty:
             pty.restore()
         if scratch:
+            import shutil
+
             shutil.rmtree(scratch, ignore_errors=True)
 
 

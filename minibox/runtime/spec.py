@@ -7,7 +7,6 @@ engine only ever looks at this dict.
 from __future__ import annotations
 
 import os
-import re
 
 from minibox.errors import MiniboxError
 
@@ -53,13 +52,15 @@ DEFAULT_MOUNTS = [
 USERNS_HOST_ID = 100000
 USERNS_SIZE = 65536
 
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_ENV_KEY = re.compile(r"^[^=\0]+$")
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_HOSTNAME = (r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+             r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
 def check_hostname(name: str) -> str:
-    if len(name) > 64 or not _HOSTNAME.match(name):
+    import re
+
+    if len(name) > 64 or not re.match(_HOSTNAME, name):
         raise MiniboxError(
             f'invalid hostname "{name}": use letters, digits, "-" and ".", at most 64 characters'
         )
@@ -83,7 +84,7 @@ def parse_env(items: list[str], env_files: list[str]) -> list[str]:
     env: list[str] = []
     for item in entries:
         key, eq, value = item.partition("=")
-        if not _ENV_KEY.match(key) or key != key.strip() or "\0" in value:
+        if not key or "\0" in item or key != key.strip():
             raise MiniboxError(f'invalid environment variable "{item}": use KEY=VALUE')
         if eq:
             env.append(f"{key}={value}")
