@@ -2,10 +2,12 @@
 """Side-by-side container start-time benchmark: minibox vs runc vs crun.
 
 Every tool starts a container that runs /bin/true on the same busybox rootfs.
-The runs are interleaved round-robin (one run of each tool per round, with the
-starting tool rotated each round) so slow drift on the machine -- page cache,
-CPU frequency, a neighbour's load -- hits every tool equally instead of
-whichever one happened to be measured last.
+The runs are interleaved round-robin (one run of each tool per round) so slow
+drift on the machine -- page cache, CPU frequency, a neighbour's load -- hits
+every tool equally instead of whichever one happened to be measured last.
+The order inside each round is shuffled (seeded, so reproducible): with a
+fixed or merely rotated order each tool would always run right after the same
+neighbour and inherit its after-effects (dirty caches, cgroup teardown work).
 
 Needs root (runc, crun and minibox all create namespaces and cgroups).
 Stdlib only, so it runs with any Python 3 without touching the project venv.
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import subprocess
@@ -129,7 +132,7 @@ def v1_mounted_controllers():
     found = set()
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            left, _, right = line.partition(" - ")
+            _, _, right = line.partition(" - ")
             fields = right.split()
             if len(fields) >= 3 and fields[0] == "cgroup":
                 found.update(fields[2].split(","))
@@ -277,7 +280,9 @@ def find_floor_python(args):
         return args.python, "from --python"
     if os.path.exists(args.minibox):
         interp = read_shebang_interpreter(args.minibox)
-        if interp and os.access(interp, os.X_OK):
+        # Only a Python shebang counts: a shell wrapper's /bin/sh is no floor.
+        if interp and os.path.basename(interp).startswith("python") \
+                and os.access(interp, os.X_OK):
             return interp, "minibox's interpreter"
     venv_py = os.path.join(os.path.dirname(args.minibox), "python")
     if os.access(venv_py, os.X_OK):
@@ -310,7 +315,17 @@ class Runner:
             ]
             t0 = time.perf_counter()
             pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
-            _, status = os.waitpid(pid, 0)
+            try:
+                _, status = os.waitpid(pid, 0)
+            except BaseException:
+                # Interrupted (Ctrl-C/SIGTERM): the run ends within
+                # milliseconds, so reap it before cleanup deletes its
+                # bundle and state from under it.
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+                raise
             dt = time.perf_counter() - t0
         finally:
             os.close(errfd)
@@ -383,6 +398,8 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=3,
                    help="unmeasured runs per tool before the rounds (default 3); the "
                         "first one also checks that the tool works at all")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed for the per-round shuffle of the run order (default 1)")
     p.add_argument("--rootfs", default=os.path.join(REPO, "rootfs"),
                    help="busybox rootfs with /bin/true (default: rootfs/ in the repo)")
     p.add_argument("--minibox", default=os.path.join(REPO, ".venv", "bin", "minibox"),
@@ -414,7 +431,8 @@ def on_sigterm(signum, frame):
 def main(argv=None):
     args = parse_args(argv)
     if os.geteuid() != 0:
-        sys.exit("bench/start.py must run as root (the runtimes need it): sudo python3 bench/start.py")
+        sys.exit("bench/start.py must run as root (the runtimes need it): "
+                 "sudo python3 bench/start.py")
     signal.signal(signal.SIGTERM, on_sigterm)
 
     rootfs = os.path.realpath(args.rootfs)
@@ -439,6 +457,7 @@ def main(argv=None):
     for name, flag, skip in (("runc", args.runc, args.no_runc),
                              ("crun", args.crun, args.no_crun)):
         if skip:
+            unavailable[name] = f"left out with --no-{name}"
             continue
         path = shutil.which(flag)
         if not path:
@@ -493,7 +512,8 @@ def main(argv=None):
             note(f"version     {k}: {v}")
         note(f"kernel      {platform.release()}, {os.cpu_count()} CPUs")
         note(f"rounds      {args.rounds} (+{args.warmup} warm-up), "
-             f"{len(entries)} columns, interleaved round-robin")
+             f"{len(entries)} columns, interleaved, order shuffled per round "
+             f"(seed {args.seed})")
 
         # Warm-up, which also decides availability: a tool (or a case) whose
         # first run fails is reported as unavailable, not as a crash.
@@ -512,12 +532,12 @@ def main(argv=None):
                     break
         live = [e for e in entries if e.status == "ok"]
 
+        rng = random.Random(args.seed)
         t_start = time.monotonic()
         for r in range(args.rounds):
-            # Rotate the starting column so no tool always runs right after
-            # the same neighbour.
-            k = r % len(live) if live else 0
-            for e in live[k:] + live[:k]:
+            order = list(live)
+            rng.shuffle(order)
+            for e in order:
                 if e.status != "ok":
                     continue
                 ok, why = run_once(runner, e, record=True)
@@ -546,11 +566,11 @@ def main(argv=None):
             peer.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    report(args, cases, results, unavailable, versions, host_changes, py, elapsed)
+    report(args, cases, results, unavailable, versions, host_changes, py, py_how, elapsed)
     return 0
 
 
-def report(args, cases, results, unavailable, versions, host_changes, py, elapsed):
+def report(args, cases, results, unavailable, versions, host_changes, py, py_how, elapsed):
     tools = ["python -S", "minibox", "runc", "crun"]
     print()
     print(f"Start time of a container running /bin/true, {args.rounds} interleaved "
@@ -574,8 +594,8 @@ def report(args, cases, results, unavailable, versions, host_changes, py, elapse
                 continue
             print(f"{case:<8} {tool:<10} {s['median_ms']:8.2f} {s['p10_ms']:8.2f} "
                   f"{s['p90_ms']:8.2f} {s['min_ms']:8.2f} {s['n']:4d}")
-    print("(python -S = `python -S -c pass` with minibox's interpreter: the floor "
-          "any Python runtime pays)")
+    print(f"(python -S = `{py} -S -c pass`, {py_how}: the floor any runtime "
+          "written in Python pays before doing any work)")
 
     def med(tool, case):
         r = results.get((tool, case))
@@ -614,8 +634,10 @@ def report(args, cases, results, unavailable, versions, host_changes, py, elapse
         out = {
             "rounds": args.rounds,
             "warmup": args.warmup,
+            "seed": args.seed,
             "rootfs": os.path.realpath(args.rootfs),
             "floor_python": py,
+            "floor_python_source": py_how,
             "kernel": platform.release(),
             "cpus": os.cpu_count(),
             "versions": versions,
@@ -648,7 +670,7 @@ def first_line(s):
 def reason_for(results, unavailable, tool, case):
     r = results.get((tool, case))
     if r is not None:
-        return f"{r['status']}"
+        return f"{r['status']}: {first_line(r['reason'])[:120]}"
     return "unavailable: " + unavailable.get(tool, "not run")
 
 
