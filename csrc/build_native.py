@@ -50,6 +50,9 @@ ffibuilder.cdef(
     int mb_open_tree(int dfd, const char *path, unsigned int flags);
     int mb_mount_setattr_idmap(int mfd, int userns_fd, int recursive);
     int mb_move_mount(int from_fd, const char *to_path);
+    int mb_bpf_load_devices(const void *insns, unsigned int count, char *log,
+                            unsigned int logsize);
+    int mb_bpf_attach_devices(int prog_fd, int cgroup_fd);
     """
 )
 

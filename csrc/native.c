@@ -20,6 +20,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 #include <linux/mount.h>
+#include <linux/bpf.h>
+#include <stdint.h>
 
 /*
  * clone(2) used the way fork(2) is: no new stack (the child runs on a
@@ -110,4 +112,35 @@ int mb_move_mount(int from_fd, const char *to_path)
 {
     return syscall(SYS_move_mount, from_fd, "", AT_FDCWD, to_path,
                    MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+/*
+ * cgroup v2 has no devices.allow file: a BPF_PROG_TYPE_CGROUP_DEVICE program attached
+ * to the group decides each access (Documentation/admin-guide/cgroup-v2.rst, "Device
+ * controller"; runc and crun do the same). The instructions are generated in Python
+ * (minibox/cgroups/v2/devices.py); here they are only loaded and attached (bpf(2)).
+ */
+int mb_bpf_load_devices(const void *insns, unsigned int count, char *log, unsigned int logsize)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    attr.insns = (uint64_t)(uintptr_t)insns;
+    attr.insn_cnt = count;
+    attr.license = (uint64_t)(uintptr_t)"Apache";
+    attr.log_buf = (uint64_t)(uintptr_t)log;
+    attr.log_size = logsize;
+    attr.log_level = log ? 1 : 0;
+    return syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+}
+
+int mb_bpf_attach_devices(int prog_fd, int cgroup_fd)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.target_fd = cgroup_fd;
+    attr.attach_bpf_fd = prog_fd;
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    attr.attach_flags = BPF_F_ALLOW_MULTI;
+    return syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof attr);
 }

@@ -41,6 +41,28 @@ def parser() -> Parser:
         p.add_argument(f"--{ns}", choices=["host", "private"], default="private",
                        help=f"--{ns}=host shares the host's {ns} namespace")
     p.add_argument("--network", dest="net", choices=["host", "none", "private"])
+    p.add_argument("--cidfile", metavar="FILE", help="write the container id to FILE")
+    r = p.add_argument_group("resources (cgroups)")
+    r.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m")
+    r.add_argument("--memory-swap", metavar="BYTES", help="memory plus swap limit; -1: no limit")
+    r.add_argument("--memory-reservation", metavar="BYTES", help="soft memory limit")
+    r.add_argument("--cpus", metavar="N", help="number of CPUs, e.g. 0.5")
+    r.add_argument("-c", "--cpu-shares", type=int, metavar="N", help="relative CPU weight")
+    r.add_argument("--cpu-period", type=int, metavar="US", help="CFS period (microseconds)")
+    r.add_argument("--cpu-quota", type=int, metavar="US", help="CFS quota (microseconds)")
+    r.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs allowed, e.g. 0-1")
+    r.add_argument("--cpuset-mems", metavar="LIST", help="memory nodes allowed")
+    r.add_argument("--pids-limit", type=int, metavar="N", help="most processes; -1: no limit")
+    r.add_argument("--device", action="append", default=[],
+                   metavar="HOST[:CONTAINER[:PERMS]]", help="add a host device")
+    r.add_argument("--device-cgroup-rule", action="append", default=[], metavar="RULE",
+                   help="allow devices, e.g. 'c 1:3 rwm'")
+    r.add_argument("--blkio-weight", type=int, metavar="N", help="block I/O weight 10-1000")
+    r.add_argument("--net-cls-classid", metavar="ID", help="net_cls class id, e.g. 0x100001")
+    r.add_argument("--net-prio", action="append", default=[], metavar="IFACE=PRIO",
+                   help="net_prio priority per interface")
+    r.add_argument("--hugetlb-limit", action="append", default=[], metavar="SIZE=BYTES",
+                   help="huge page limit, e.g. 2MB=4m")
     p.add_argument("rootfs", metavar="ROOTFS")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
     return p
@@ -130,6 +152,7 @@ def build_spec(opts: argparse.Namespace) -> dict:
                                "it needs to be an absolute path")
         proc["cwd"] = opts.workdir
     spec["root"]["readonly"] = opts.read_only
+    _resources(spec, opts)
     for vol in opts.volume:
         spec["mounts"].append(_volume(vol))
     for t in opts.tmpfs:
@@ -140,6 +163,47 @@ def build_spec(opts: argparse.Namespace) -> dict:
         spec["mounts"].append({"destination": path, "type": "tmpfs", "source": "tmpfs",
                                "options": options})
     return spec
+
+
+def _resources(spec: dict, opts: argparse.Namespace) -> None:
+    from minibox.cgroups import limits
+
+    res = limits.from_flags(opts)
+    rules = [dict(r) for r in limits.DEFAULT_DEVICE_RULES] + res.pop("extraDeviceRules", [])
+    devices = []
+    for item in opts.device:
+        dev, rule = _device(item)
+        devices.append(dev)
+        rules.append(rule)
+    res["devices"] = rules
+    spec["linux"]["resources"] = res
+    if devices:
+        spec["linux"]["devices"] = devices
+
+
+def _device(item: str) -> tuple[dict, dict]:
+    """--device HOST[:CONTAINER[:PERMS]], as docker: the node appears inside and is allowed."""
+    import stat
+
+    parts = item.split(":")
+    host = parts[0]
+    dest = parts[1] if len(parts) > 1 and parts[1] else host
+    perms = parts[2] if len(parts) > 2 else "rwm"
+    if len(parts) == 2 and all(c in "rwm" for c in parts[1]):
+        dest, perms = host, parts[1]
+    if not perms or any(c not in "rwm" for c in perms):
+        raise MiniboxError(f'invalid --device "{item}": permissions must be a mix of r, w, m')
+    try:
+        st = os.stat(host)
+    except OSError as err:
+        raise MiniboxError(f'--device "{item}": {host}: {err.strerror}') from None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise MiniboxError(f'--device "{item}": {host} is not a device node')
+    kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    dev = {"path": dest, "hostPath": host, "type": kind, "major": major, "minor": minor,
+           "fileMode": stat.S_IMODE(st.st_mode), "uid": 0, "gid": 0}
+    return dev, {"allow": True, "type": kind, "major": major, "minor": minor, "access": perms}
 
 
 def _volume(vol: str) -> dict:
@@ -168,6 +232,14 @@ def main(argv: list[str]) -> int:
         explain.enable()
     die_unless_root("run")
     spec = build_spec(opts)
+    if opts.cidfile:
+        try:
+            fd = os.open(opts.cidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise MiniboxError(f"container ID file found, make sure the other container isn't "
+                               f"running or delete {opts.cidfile}") from None
+        os.write(fd, spec["annotations"]["minibox.id"].encode())
+        os.close(fd)
     from minibox.runtime.run import run
 
     sys.stdout.flush()

@@ -72,6 +72,8 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
            scratch: str | None) -> NoReturn:
     idmapped_fd = go.wait()
     in_userns = has_namespace(spec, "user")
+    if has_namespace(spec, "cgroup"):
+        namespaces.unshare(["cgroup"])
     if in_userns:
         # After the parent wrote the maps we are still the overflow uid; become
         # root of the new user namespace (user_namespaces(7)).
@@ -93,7 +95,9 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
         for entry in spec["mounts"]:
             rfs.mount_one(root, entry, in_userns)
         if any(e["destination"] == "/dev" for e in spec["mounts"]):
-            rfs.populate_dev(root, in_userns, os.ttyname(tty_fd) if tty_fd is not None else None)
+            rfs.populate_dev(root, in_userns,
+                             os.ttyname(tty_fd) if tty_fd is not None else None,
+                             spec["linux"].get("devices"))
         rfs.pivot(root)
         if spec["root"].get("readonly"):
             rfs.remount_readonly("/", "--read-only: the container's root filesystem is read-only")

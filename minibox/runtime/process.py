@@ -26,9 +26,11 @@ class Child:
         self.error = error
 
 
-def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = None) -> Child:
+def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = None,
+          group: object = None) -> Child:
     """Clone the container's init, set it up from the parent's side, and let it run.
 
+    `group` (a cgroups Group, already created) gets the child before it is released.
     Returns once the child has exec'd its command or failed trying.
     """
     with_userns = has_namespace(spec, "user")
@@ -41,7 +43,9 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
     else:
         go_r, go_w = os.pipe()
         go = init.Go(fd=go_r)
-    pid = namespaces.clone(namespaces_of(spec))
+    # The cgroup namespace is unshared by the child after it has joined its group, so
+    # that the group is its root "/" (runc does the same; cgroup_namespaces(7)).
+    pid = namespaces.clone([ns for ns in namespaces_of(spec) if ns != "cgroup"])
     if pid == 0:  # the child: never returns
         os.close(report_r)
         if with_userns:
@@ -52,6 +56,8 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
     os.close(report_w)
     mount_fd = None
     try:
+        if group is not None:
+            group.add(pid)
         if with_userns:
             go_child.close()
             lin = spec["linux"]

@@ -128,6 +128,9 @@ def mount_one(rootfs: str, entry: dict, in_userns: bool) -> None:
             remount_readonly(dest, f"make {entry['destination']} read-only as asked")
         return
     _mkdir_target(dest, False)
+    if kind == "cgroup":
+        mount_cgroups(dest, flags)
+        return
     why = _MOUNT_WHY.get(entry["destination"], f"a {kind} filesystem at {entry['destination']}")
     try:
         m.mount(entry.get("source") or kind, dest, kind, flags, data or None, why=why)
@@ -151,6 +154,40 @@ _MOUNT_WHY = {
 }
 
 
+def mount_cgroups(dest: str, flags: int) -> None:
+    """The container's view of /sys/fs/cgroup, as docker gives it (read-only).
+
+    Mounted after the child entered its cgroup namespace, each hierarchy's root is the
+    container's own group: `cat /sys/fs/cgroup/memory/memory.limit_in_bytes` inside
+    shows the container's limit (cgroup_namespaces(7)).
+    """
+    from minibox.cgroups.detect import detect
+
+    lay = detect()
+    if lay.kind == "v2":
+        m.mount("cgroup2", dest, "cgroup2", flags, None,
+                why="the unified cgroup hierarchy, rooted at the container's own group")
+        return
+    m.mount("tmpfs", dest, "tmpfs", flags & ~m.RDONLY, "mode=755",
+            why="a tmpfs to hold one mount point per cgroup v1 hierarchy")
+    by_mount: dict[str, list[str]] = {}
+    for ctrl, mnt in lay.v1.items():
+        by_mount.setdefault(mnt, []).append(ctrl)
+    for mnt, ctrls in by_mount.items():
+        target = os.path.join(dest, os.path.basename(mnt))
+        os.mkdir(target)
+        m.mount("cgroup", target, "cgroup", flags, ",".join(sorted(ctrls)),
+                why=f"the v1 {'+'.join(sorted(ctrls))} hierarchy, rooted at the "
+                    "container's own group")
+    if lay.unified:
+        target = os.path.join(dest, "unified")
+        os.mkdir(target)
+        m.mount("cgroup2", target, "cgroup2", flags, None,
+                why="the unified (v2) hierarchy of this hybrid host")
+    if flags & m.RDONLY:
+        remount_readonly(dest, "/sys/fs/cgroup read-only: limits are set from outside")
+
+
 def remount_readonly(path: str, why: str) -> None:
     """Remount a bind mount read-only, keeping the flags it already has.
 
@@ -166,7 +203,8 @@ def remount_readonly(path: str, why: str) -> None:
     m.mount(None, path, None, m.REMOUNT | m.BIND | m.RDONLY | keep, why=why)
 
 
-def populate_dev(rootfs: str, in_userns: bool, console: str | None) -> None:
+def populate_dev(rootfs: str, in_userns: bool, console: str | None,
+                 extra: list[dict] | None = None) -> None:
     """Create the default device nodes in the container's /dev.
 
     mknod(2) is refused inside a user namespace, so there the host's nodes are bound
@@ -186,6 +224,18 @@ def populate_dev(rootfs: str, in_userns: bool, console: str | None) -> None:
                 os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
         for name, target in DEV_LINKS:
             os.symlink(target, os.path.join(dev, name))
+        for d in extra or []:
+            path = securejoin(rootfs, d["path"])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if in_userns:
+                with open(path, "a"):
+                    pass
+                m.mount(d["hostPath"], path, None, m.BIND,
+                        why=f"--device {d['path']}: bound from the host (no mknod in a userns)")
+            else:
+                kind = stat.S_IFCHR if d["type"] == "c" else stat.S_IFBLK
+                os.mknod(path, d.get("fileMode", 0o666) | kind,
+                         os.makedev(d["major"], d["minor"]))
         if console:
             path = os.path.join(dev, "console")
             with open(path, "a"):

@@ -36,10 +36,16 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
             pending.append(signum)
 
     parent_pid = os.getpid()
+    from minibox.cgroups.driver import Group
+
+    group = Group(spec["annotations"]["minibox.id"])
+    res = spec["linux"].get("resources") or {}
+    group.check(res)  # refuse what the host cannot do before anything exists
     old = {s: signal.signal(s, forward) for s in _FORWARDED}
     scratch = None
     pty = None
     try:
+        group.create(res)
         if overlay:
             import tempfile
 
@@ -50,7 +56,8 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
 
             pty = Pty()
             spec["process"]["terminal"] = True
-        child = process.spawn(spec, tty_slave=pty.slave if pty else None, scratch=scratch)
+        child = process.spawn(spec, tty_slave=pty.slave if pty else None, scratch=scratch,
+                              group=group)
         target["pid"] = child.pid
         if pty:
             pty.start()
@@ -65,8 +72,16 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
             finally:
                 pty.restore()
         _, status = os.waitpid(child.pid, 0)
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL \
+                and group.oom_killed():
+            limit = group.memory_limit()
+            import sys
+
+            sys.stderr.write("minibox: killed by the kernel's OOM killer "
+                             f"(memory limit {_mib(limit)})\n")
         return exit_code(status)
     finally:
+        group.remove()
         for s, handler in old.items():
             signal.signal(s, handler)
         if pty:
@@ -75,6 +90,12 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
             import shutil
 
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _mib(n: int) -> str:
+    if n < 0:
+        return "none"
+    return f"{n / (1 << 20):g}MiB"
 
 
 def check_rootfs(path: str) -> str:

@@ -46,6 +46,8 @@ DEFAULT_MOUNTS = [
      "options": ["nosuid", "noexec", "nodev"]},
     {"destination": "/sys", "type": "sysfs", "source": "sysfs",
      "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+     "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
 ]
 
 # The default user namespace mapping: container ids 0..65535 are host ids 100000..165535.
@@ -128,6 +130,7 @@ def new_spec(rootfs: str, args: list[str]) -> dict:
         "linux": {
             "namespaces": [{"type": t} for t in
                            ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "resources": {},
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },

@@ -1,0 +1,285 @@
+"""The one cgroup interface the engine uses: create, apply, add, freeze, stats, kill, remove.
+
+A container's group is `<caller's own group>/minibox/<id>` in every hierarchy the host
+has (as runc nests under its caller). On a v1 host that is one directory per mounted
+controller; on v2 one directory; on a hybrid host each controller is driven where it
+is really mounted.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import os
+import signal
+import time
+
+from minibox import explain
+from minibox.cgroups import fs
+from minibox.cgroups.detect import CONTROLLERS, V2_NAMES, Layout, detect, own_group
+from minibox.errors import MiniboxError
+
+PARENT = "minibox"
+# The resource keys each controller acts on: an unmounted controller is mounted only
+# when the container asks for what it does.
+NEEDS = {"net_cls": ("network",), "net_prio": ("network",), "hugetlb": ("hugepageLimits",),
+         "perf_event": ("perfEvent",), "blkio": ("blockIO",)}
+V2_ORDER = ("cpuset", "cpu", "io", "memory", "hugetlb", "pids")
+# The resource keys each controller module reads.
+KEYS = {"memory": ("memory",), "cpu": ("cpu",), "cpuset": ("cpu",), "pids": ("pids",),
+        "devices": ("devices",), "net_cls": ("network",), "net_prio": ("network",),
+        "hugetlb": ("hugepageLimits",), "blkio": ("blockIO",), "io": ("blockIO",)}
+
+
+def _module(version: str, controller: str):
+    return importlib.import_module(f"minibox.cgroups.{version}.{controller}")
+
+
+class Group:
+    """The cgroup of one container, in whatever layout the host has."""
+
+    def __init__(self, cid: str, layout: Layout | None = None) -> None:
+        self.cid = cid
+        self.layout = layout or detect()
+        # (version, controller) -> directory of this container's group
+        self.v1_dirs: dict[str, str] = {}
+        self.v2_dir: str | None = None
+        self._locate()
+
+    def _locate(self) -> None:
+        lay = self.layout
+        for ctrl, mnt in lay.v1.items():
+            base = mnt + own_group(ctrl).rstrip("/")
+            self.v1_dirs[ctrl] = f"{base}/{PARENT}/{self.cid}"
+        if lay.unified and (lay.kind == "v2" or lay.v2_controllers):
+            self.v2_dir = f"{lay.unified}{own_group('').rstrip('/')}/{PARENT}/{self.cid}"
+
+    @property
+    def dirs(self) -> list[str]:
+        out = list(dict.fromkeys(self.v1_dirs.values()))
+        if self.v2_dir:
+            out.append(self.v2_dir)
+        return out
+
+    # -- creation -------------------------------------------------------------------
+
+    def check(self, res: dict) -> None:
+        """Refuse, before anything is created, what this host cannot do."""
+        for ctrl, keys in NEEDS.items():
+            if any(res.get(k) for k in keys) and not self.layout.where(ctrl):
+                if ctrl not in self.layout.known:
+                    raise MiniboxError(f"the {ctrl} cgroup controller is not in this kernel "
+                                       f"(/proc/cgroups); run without its flag")
+                if self.layout.kind == "v2":
+                    raise MiniboxError(f"cgroup v2 has no {ctrl} controller; "
+                                       f"run without its flag")
+        if (res.get("blockIO") or {}).get("weight") is not None:
+            where = self.layout.where("blkio")
+            if where == "v1":
+                root = self.layout.v1["blkio"]
+                ok = any(os.path.exists(f"{root}/{n}") for n in ("blkio.weight",
+                                                                   "blkio.bfq.weight"))
+            else:
+                root = self.layout.unified or ""
+                ok = any(os.path.exists(f"{root}/{n}") or os.path.exists(
+                    f"{root}/{PARENT}/{n}") for n in ("io.weight", "io.bfq.weight")) or \
+                    "io" in self.layout.v2_controllers
+            if not ok:
+                raise MiniboxError("--blkio-weight: this kernel's blkio controller has no "
+                                   "weight file (it needs the BFQ I/O scheduler); run without "
+                                   "--blkio-weight")
+
+    def _mount_missing(self, res: dict) -> None:
+        """Mount a v1 controller the host left unmounted, as a distribution would."""
+        from minibox.kernel import mounts
+
+        for ctrl, keys in NEEDS.items():
+            if not any(res.get(k) for k in keys) or self.layout.where(ctrl):
+                continue
+            if self.layout.kind == "v2":
+                continue
+            target = f"/sys/fs/cgroup/{ctrl}"
+            os.makedirs(target, exist_ok=True)
+            try:
+                mounts.mount(ctrl, target, "cgroup", mounts.NOSUID | mounts.NODEV
+                             | mounts.NOEXEC, ctrl,
+                             why=f"the host has not mounted the v1 {ctrl} controller; mount it "
+                                 f"where a distribution would, and leave it there")
+            except OSError as err:
+                raise MiniboxError(f"cannot mount the {ctrl} cgroup controller at {target}: "
+                                   f"{err.strerror} (is it bound to cgroup v2?)") from None
+            self.layout.v1[ctrl] = target
+        self._locate()
+
+    def create(self, res: dict) -> None:
+        """Make the group in every hierarchy and write the limits; undone on failure."""
+        self._mount_missing(res)
+        try:
+            for ctrl, d in self.v1_dirs.items():
+                self._mkdirs(d, ctrl)
+            if self.v2_dir:
+                self._mkdirs_v2(self.v2_dir)
+            self.apply(res)
+        except BaseException:
+            self.remove()
+            raise
+
+    def _mkdirs(self, d: str, ctrl: str) -> None:
+        parent = os.path.dirname(d)
+        for attempt in range(5):
+            try:
+                fs.mkdir(parent, "the parent group of every minibox container")
+                if ctrl == "cpuset":
+                    _module("v1", "cpuset").inherit(parent)
+                fs.mkdir(d, f"the container's own {ctrl} group")
+                return
+            except FileNotFoundError:
+                # Another minibox removed the empty parent between our two mkdirs.
+                if attempt == 4:
+                    raise
+
+    def _mkdirs_v2(self, d: str) -> None:
+        """v2: controllers must be enabled in every ancestor's cgroup.subtree_control."""
+        parent = os.path.dirname(d)
+        fs.mkdir(parent, "the parent group of every minibox container")
+        wanted = [c for c in V2_ORDER if c in self.layout.v2_controllers]
+        for level in (os.path.dirname(parent), parent):
+            have = set(fs.read(f"{level}/cgroup.subtree_control").split())
+            enable = [c for c in wanted if c not in have]
+            if enable:
+                fs.write(f"{level}/cgroup.subtree_control",
+                         " ".join(f"+{c}" for c in enable),
+                         "v2: let the child groups use these controllers")
+        fs.mkdir(d, "the container's own group (unified hierarchy)")
+
+    def apply(self, res: dict) -> None:
+        """Write every limit through the controller modules (only those with work to do)."""
+        for ctrl, d in self.v1_dirs.items():
+            if ctrl == "cpuset" or any(res.get(k) for k in KEYS.get(ctrl, ())):
+                _module("v1", ctrl).apply(d, res)
+        if self.v2_dir:
+            for ctrl in CONTROLLERS:
+                if self.layout.where(ctrl) != "v2":
+                    continue
+                name = V2_NAMES.get(ctrl, ctrl)
+                if ctrl == "cpuacct" or name not in _V2_MODULES:
+                    continue
+                if not any(res.get(k) for k in KEYS.get(name, ())):
+                    continue
+                _module("v2", name).apply(self.v2_dir, res)
+
+    def add(self, pid: int) -> None:
+        for d in self.dirs:
+            fs.write(f"{d}/cgroup.procs", pid, "put the container's init into its group "
+                                               "before it runs anything")
+
+    # -- actions ----------------------------------------------------------------------
+
+    def _freezer(self):
+        if "freezer" in self.v1_dirs:
+            return _module("v1", "freezer"), self.v1_dirs["freezer"]
+        if self.v2_dir and self.layout.kind == "v2":
+            return _module("v2", "freezer"), self.v2_dir
+        raise MiniboxError("this host has no freezer cgroup controller: pause is not possible")
+
+    def freeze(self) -> None:
+        mod, d = self._freezer()
+        mod.set_state(d, True)
+
+    def thaw(self) -> None:
+        mod, d = self._freezer()
+        mod.set_state(d, False)
+
+    def frozen(self) -> bool:
+        mod, d = self._freezer()
+        return mod.state(d) == "FROZEN"
+
+    def pids(self) -> list[int]:
+        out: set[int] = set()
+        for d in self.dirs:
+            try:
+                out.update(int(p) for p in fs.read(f"{d}/cgroup.procs").split())
+            except OSError:
+                pass
+        return sorted(out)
+
+    def oom_killed(self) -> bool:
+        d = self.v1_dirs.get("memory")
+        if d:
+            return _module("v1", "memory").oom_killed(d)
+        if self.v2_dir and self.layout.where("memory") == "v2":
+            return _module("v2", "memory").oom_killed(self.v2_dir)
+        return False
+
+    def memory_limit(self) -> int:
+        d = self.v1_dirs.get("memory")
+        if d:
+            return fs.read_int(f"{d}/memory.limit_in_bytes")
+        if self.v2_dir:
+            return fs.read_int(f"{self.v2_dir}/memory.max")
+        return -1
+
+    def stats(self) -> dict:
+        out: dict = {}
+        for ctrl in ("memory", "cpuacct", "pids"):
+            d = self.v1_dirs.get(ctrl)
+            if d:
+                out.update(_module("v1", ctrl).stats(d))
+        if self.v2_dir and self.layout.kind == "v2":
+            for ctrl in ("memory", "cpu", "pids"):
+                out.update(_module("v2", ctrl).stats(self.v2_dir))
+        return out
+
+    def kill_all(self) -> None:
+        """SIGKILL every member. v2 has cgroup.kill; on v1, freeze first so nothing forks
+        while we kill (the runc way), then thaw so the kills are delivered."""
+        if self.v2_dir and os.path.exists(f"{self.v2_dir}/cgroup.kill"):
+            if self.pids():
+                fs.write(f"{self.v2_dir}/cgroup.kill", 1, "kill every process of the group")
+            return
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                return
+            frozen = False
+            try:
+                self.freeze()
+                frozen = True
+            except (MiniboxError, OSError, TimeoutError):
+                pass
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if frozen:
+                self.thaw()
+            time.sleep(0.01)
+
+    def remove(self) -> None:
+        """Kill what is left, then remove the group and, if empty, the minibox parent."""
+        self.kill_all()
+        for d in self.dirs:
+            _rmdir_retry(d, "the container is gone: remove its group")
+            try:
+                fs.rmdir(os.path.dirname(d), "no minibox container left here: remove the parent")
+            except OSError:
+                pass  # other containers still use it
+
+
+_V2_MODULES = {"cpu", "cpuset", "memory", "pids", "io", "hugetlb", "devices"}
+
+
+def _rmdir_retry(d: str, why: str) -> None:
+    # A group's last task may take a moment to leave after it died (EBUSY).
+    for _ in range(200):
+        try:
+            fs.rmdir(d, why)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno != errno.EBUSY:
+                raise
+            time.sleep(0.005)
+    explain.step(f'rmdir("{d}")', "-1 EBUSY", "group still busy; left behind", "cgroups(7)")
