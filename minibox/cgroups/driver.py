@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import importlib
 import os
-import signal
 import time
 
 from minibox import explain
@@ -249,7 +248,7 @@ class Group:
                 pass
             for pid in pids:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, 9)  # SIGKILL
                 except ProcessLookupError:
                     pass
             if frozen:

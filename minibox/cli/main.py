@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         # A kernel or file step failed where no nicer message was prepared.
         sys.stderr.write(f"minibox: {err}\n")
         return 125
+    except Exception as err:  # noqa: BLE001 - one line, never a traceback, for users
+        if os.environ.get("MINIBOX_DEBUG"):
+            raise
+        sys.stderr.write(f"minibox: internal error: {err!r} "
+                         "(run with MINIBOX_DEBUG=1 for the traceback)\n")
+        return 125
 
 
 def entry() -> None:

@@ -2,69 +2,63 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from types import SimpleNamespace
 
 from minibox import explain
-from minibox.cli.args import Parser
+from minibox.cli.flags import FlagParser
 from minibox.cli.main import die_unless_root
 from minibox.errors import MiniboxError
 from minibox.runtime import spec as S
 
 
-def parser() -> Parser:
-    p = Parser(prog="minibox run", add_help=False,
-               usage="minibox run [OPTIONS] ROOTFS CMD [ARG...]",
-               description="Run a command in a new container made of real namespaces.")
-    p.add_argument("--help", action="help", help="show this help")
-    p.add_argument("--explain", action="store_true",
-                   help="print every kernel step to stderr as it happens")
-    p.add_argument("-h", "--hostname", help="container hostname (default: short id)")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--env-file", action="append", default=[], metavar="FILE")
-    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside")
-    p.add_argument("-u", "--user", metavar="UID[:GID]", help="user to run the command as")
-    p.add_argument("--read-only", action="store_true", help="mount the root read-only")
-    p.add_argument("-v", "--volume", action="append", default=[],
-                   metavar="HOST:CONTAINER[:ro]", help="bind mount a host path")
-    p.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]",
-                   help="mount a tmpfs")
-    p.add_argument("--overlay", action="store_true",
-                   help="throwaway writable overlayfs layer; the rootfs stays untouched")
-    p.add_argument("--userns", action="store_true",
-                   help=f"user namespace: container root is host uid {S.USERNS_HOST_ID}")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
-    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-    p.add_argument("--rm", action="store_true", help="remove the container when it ends")
-    for ns in ("net", "pid", "ipc", "uts"):
-        p.add_argument(f"--{ns}", choices=["host", "private"], default="private",
-                       help=f"--{ns}=host shares the host's {ns} namespace")
-    p.add_argument("--network", dest="net", choices=["host", "none", "private"])
-    p.add_argument("--cidfile", metavar="FILE", help="write the container id to FILE")
-    r = p.add_argument_group("resources (cgroups)")
-    r.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m")
-    r.add_argument("--memory-swap", metavar="BYTES", help="memory plus swap limit; -1: no limit")
-    r.add_argument("--memory-reservation", metavar="BYTES", help="soft memory limit")
-    r.add_argument("--cpus", metavar="N", help="number of CPUs, e.g. 0.5")
-    r.add_argument("-c", "--cpu-shares", type=int, metavar="N", help="relative CPU weight")
-    r.add_argument("--cpu-period", type=int, metavar="US", help="CFS period (microseconds)")
-    r.add_argument("--cpu-quota", type=int, metavar="US", help="CFS quota (microseconds)")
-    r.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs allowed, e.g. 0-1")
-    r.add_argument("--cpuset-mems", metavar="LIST", help="memory nodes allowed")
-    r.add_argument("--pids-limit", type=int, metavar="N", help="most processes; -1: no limit")
-    r.add_argument("--device", action="append", default=[],
-                   metavar="HOST[:CONTAINER[:PERMS]]", help="add a host device")
-    r.add_argument("--device-cgroup-rule", action="append", default=[], metavar="RULE",
-                   help="allow devices, e.g. 'c 1:3 rwm'")
-    r.add_argument("--blkio-weight", type=int, metavar="N", help="block I/O weight 10-1000")
-    r.add_argument("--net-cls-classid", metavar="ID", help="net_cls class id, e.g. 0x100001")
-    r.add_argument("--net-prio", action="append", default=[], metavar="IFACE=PRIO",
-                   help="net_prio priority per interface")
-    r.add_argument("--hugetlb-limit", action="append", default=[], metavar="SIZE=BYTES",
-                   help="huge page limit, e.g. 2MB=4m")
-    p.add_argument("rootfs", metavar="ROOTFS")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+def parser() -> FlagParser:
+    p = FlagParser("minibox run", "minibox run [OPTIONS] ROOTFS CMD [ARG...]",
+                   "Run a command in a new container made of real namespaces.",
+                   positionals=("ROOTFS",), rest="command")
+    a = p.add
+    a("--explain", kind="bool", help="print every kernel step to stderr as it happens")
+    a("-h", "--hostname", help="container hostname (default: the short container id)")
+    a("-e", "--env", kind="append", metavar="KEY=VALUE", help="set an environment variable")
+    a("--env-file", kind="append", metavar="FILE", help="read environment variables from FILE")
+    a("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    a("-u", "--user", metavar="UID[:GID]", help="user (and group) to run the command as")
+    a("--read-only", kind="bool", help="mount the container's root filesystem read-only")
+    a("-v", "--volume", kind="append", metavar="HOST:CONTAINER[:ro]",
+      help="bind mount a host path")
+    a("--tmpfs", kind="append", metavar="PATH[:OPTS]", help="mount a tmpfs")
+    a("--overlay", kind="bool",
+      help="a throwaway writable overlayfs layer; the rootfs stays untouched")
+    a("--userns", kind="bool",
+      help=f"a user namespace: container root is host uid {S.USERNS_HOST_ID}")
+    a("-t", "--tty", kind="bool", help="allocate a pseudo-terminal")
+    a("-i", "--interactive", kind="bool", help="keep stdin open")
+    a("--rm", kind="bool", help="remove the container when it ends")
+    a("--net", "--network", dest="net", choices=("host", "none", "private"),
+      default="private", help="host: share the host's network namespace")
+    for ns in ("pid", "ipc", "uts"):
+        a(f"--{ns}", choices=("host", "private"), default="private",
+          help=f"host: share the host's {ns} namespace")
+    a("--cidfile", metavar="FILE", help="write the container id to FILE")
+    p.section("resources (cgroups)")
+    a("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m")
+    a("--memory-swap", metavar="BYTES", help="memory plus swap limit; -1: no limit")
+    a("--memory-reservation", metavar="BYTES", help="soft memory limit")
+    a("--cpus", metavar="N", help="number of CPUs, e.g. 0.5")
+    a("-c", "--cpu-shares", kind="int", metavar="N", help="relative CPU weight (default 1024)")
+    a("--cpu-period", kind="int", metavar="US", help="CFS period in microseconds")
+    a("--cpu-quota", kind="int", metavar="US", help="CFS quota in microseconds")
+    a("--cpuset-cpus", metavar="LIST", help="CPUs allowed, e.g. 0-1")
+    a("--cpuset-mems", metavar="LIST", help="memory nodes allowed")
+    a("--pids-limit", kind="int", metavar="N", help="most processes; -1: no limit")
+    a("--device", kind="append", metavar="HOST[:CONTAINER[:PERMS]]", help="add a host device")
+    a("--device-cgroup-rule", kind="append", metavar="RULE",
+      help="allow devices, e.g. 'c 1:3 rwm'")
+    a("--blkio-weight", kind="int", metavar="N", help="block I/O weight, 10 to 1000")
+    a("--net-cls-classid", metavar="ID", help="net_cls class id, e.g. 0x100001")
+    a("--net-prio", kind="append", metavar="IFACE=PRIO", help="net_prio priority per interface")
+    a("--hugetlb-limit", kind="append", metavar="SIZE=BYTES", help="huge pages, e.g. 2MB=4m")
     return p
 
 
@@ -110,7 +104,7 @@ def _table(path: str) -> list[list[str]]:
         return []
 
 
-def build_spec(opts: argparse.Namespace) -> dict:
+def build_spec(opts: SimpleNamespace) -> dict:
     from minibox.runtime.run import check_rootfs
 
     rootfs = check_rootfs(opts.rootfs)
@@ -165,7 +159,7 @@ def build_spec(opts: argparse.Namespace) -> dict:
     return spec
 
 
-def _resources(spec: dict, opts: argparse.Namespace) -> None:
+def _resources(spec: dict, opts: SimpleNamespace) -> None:
     from minibox.cgroups import limits
 
     res = limits.from_flags(opts)
@@ -227,7 +221,7 @@ def _volume(vol: str) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    opts = parser().parse_args(argv)
+    opts = parser().parse(argv)
     if opts.explain:
         explain.enable()
     die_unless_root("run")

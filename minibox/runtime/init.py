@@ -22,7 +22,13 @@ if TYPE_CHECKING:  # typing costs import time on the hot path
 
 
 class Go:
-    """How the parent releases the child: a pipe, or a unix socket that also carries an fd."""
+    """How the parent releases the child: a pipe, or a unix socket that also carries an fd.
+
+    Two messages: "G" once the id maps are written (the child may start its mounts), "J"
+    once the child is in its cgroup. Moving a process between cgroups waits for an RCU
+    grace period in the kernel (about 10 ms here, for runc and crun too), so the child
+    does its mounts meanwhile instead of waiting for it.
+    """
 
     def __init__(self, fd: int | None = None, sock: object = None) -> None:
         self.fd = fd
@@ -33,14 +39,21 @@ class Go:
         if self.sock is not None:
             import socket
 
-            msg, fds, _flags, _addr = socket.recv_fds(self.sock, 16, 1)
-            self.sock.close()
+            msg, fds, _flags, _addr = socket.recv_fds(self.sock, 1, 1)
         else:
             msg, fds = os.read(self.fd, 1), []
-            os.close(self.fd)
         if msg != b"G":
             os._exit(125)  # the parent went away before releasing us
         return fds[0] if fds else None
+
+    def wait_joined(self) -> None:
+        msg = self.sock.recv(1) if self.sock is not None else os.read(self.fd, 1)
+        if self.sock is not None:
+            self.sock.close()
+        else:
+            os.close(self.fd)
+        if msg != b"J":
+            os._exit(125)
 
 
 def _find_command(argv0: str, env: list[str]) -> str:
@@ -72,8 +85,6 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
            scratch: str | None) -> NoReturn:
     idmapped_fd = go.wait()
     in_userns = has_namespace(spec, "user")
-    if has_namespace(spec, "cgroup"):
-        namespaces.unshare(["cgroup"])
     if in_userns:
         # After the parent wrote the maps we are still the overflow uid; become
         # root of the new user namespace (user_namespaces(7)).
@@ -92,12 +103,23 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
             rfs.bind_rootfs(root)
         if scratch:
             rfs.overlay_rootfs(root, scratch)
+        later = []
         for entry in spec["mounts"]:
-            rfs.mount_one(root, entry, in_userns)
+            if entry.get("type") == "cgroup":
+                later.append(entry)  # needs the cgroup namespace, made after joining
+            else:
+                rfs.mount_one(root, entry, in_userns)
         if any(e["destination"] == "/dev" for e in spec["mounts"]):
             rfs.populate_dev(root, in_userns,
                              os.ttyname(tty_fd) if tty_fd is not None else None,
                              spec["linux"].get("devices"))
+    go.wait_joined()
+    if has_namespace(spec, "cgroup"):
+        # Only now: the namespace's root is the cgroup the process is in at unshare time.
+        namespaces.unshare(["cgroup"])
+    if has_namespace(spec, "mnt"):
+        for entry in later:
+            rfs.mount_one(root, entry, in_userns)
         rfs.pivot(root)
         if spec["root"].get("readonly"):
             rfs.remount_readonly("/", "--read-only: the container's root filesystem is read-only")

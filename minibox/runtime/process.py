@@ -56,8 +56,6 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
     os.close(report_w)
     mount_fd = None
     try:
-        if group is not None:
-            group.add(pid)
         if with_userns:
             go_child.close()
             lin = spec["linux"]
@@ -65,10 +63,17 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
             if has_namespace(spec, "mnt"):
                 mount_fd = _idmapped_rootfs(spec["root"]["path"], pid)
             socket.send_fds(go_parent, [b"G"], [mount_fd] if mount_fd is not None else [])
-            go_parent.close()
         else:
             os.close(go_r)
             os.write(go_w, b"G")
+        # The child mounts while we move it into its cgroup; then it may go on.
+        if group is not None:
+            group.add(pid)
+        if with_userns:
+            go_parent.send(b"J")
+            go_parent.close()
+        else:
+            os.write(go_w, b"J")
             os.close(go_w)
         reply = _read_all(report_r)
     except BaseException:

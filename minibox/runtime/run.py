@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+# The signal module is _signal plus enum wrappers for the numbers; enum alone costs
+# several milliseconds of import on the run path, and plain ints are all we need.
+import _signal as signal
 import os
-import signal
 
 from minibox.errors import MiniboxError
 from minibox.runtime import process
