@@ -30,7 +30,7 @@ def build(target: str, busybox: str = BUSYBOX) -> None:
         if b"ld-linux" in f.read(4096):
             raise MiniboxError(f"{busybox} is dynamically linked: apt-get install busybox-static")
     os.makedirs(target, exist_ok=True)
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "root",
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys/fs/cgroup", "dev", "root",
               "home/student", "var/log", "run", "tmp"):
         os.makedirs(os.path.join(target, d), exist_ok=True)
     os.chmod(os.path.join(target, "tmp"), 0o1777)
