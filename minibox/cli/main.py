@@ -8,24 +8,78 @@ import sys
 
 from minibox.errors import MiniboxError
 
-# verb -> module under minibox.cli; each module has `main(argv) -> int`.
+# verb -> (module under minibox.cli, function); each function takes (argv) -> int.
 VERBS = {
-    "run": "run",
-    "mkrootfs": "mkrootfs",
+    "run": ("run", "main"),
+    "create": ("run", "create_main"),
+    "start": ("lifecycle", "start"),
+    "stop": ("lifecycle", "stop"),
+    "restart": ("lifecycle", "restart"),
+    "kill": ("lifecycle", "kill"),
+    "pause": ("lifecycle", "pause"),
+    "unpause": ("lifecycle", "unpause"),
+    "wait": ("lifecycle", "wait"),
+    "rm": ("lifecycle", "rm"),
+    "prune": ("lifecycle", "prune"),
+    "ps": ("ps", "main"),
+    "logs": ("logs", "main"),
+    "exec": ("exec", "main"),
+    "inspect": ("inspect", "inspect"),
+    "top": ("inspect", "top"),
+    "stats": ("inspect", "stats"),
+    "mkrootfs": ("mkrootfs", "main"),
+    "_finish": ("lifecycle", "finish"),
 }
 
-USAGE = """usage: minibox VERB [OPTIONS] ...
+USAGE = """usage: minibox [--root DIR] VERB [OPTIONS] ...
 
 A container runtime that shows every kernel step it takes (add --explain).
 
-verbs:
+  --root DIR  where container state lives (default /run/minibox, as runc's --root)
+
+containers:
   run       run a command in a new container:  minibox run [OPTIONS] ROOTFS CMD [ARG...]
+  create    create a container without starting it (then: minibox start)
+  start     start created or stopped containers
+  stop      stop containers (SIGTERM, then SIGKILL after -t seconds)
+  restart   stop, then start containers
+  kill      send a signal to containers (-s, default KILL)
+  pause     freeze every process of containers (cgroup freezer)
+  unpause   thaw paused containers
+  wait      wait for containers to end; print their exit codes
+  rm        remove containers (-f: kill running ones first)
+  prune     remove every stopped container
+  ps        list containers (-a: all)
+  logs      show a container's output (-f, --tail N, -t)
+  exec      run a command in a running container (-i, -t, -e, -w, -u)
+  inspect   show a container's state and configuration as JSON
+  top       list a container's processes
+  stats     show cpu, memory and pids use (--no-stream)
+
+tools:
   mkrootfs  build the default busybox root filesystem:  minibox mkrootfs [DIR]
 """
 
+ROOT = "/run/minibox"
+
+
+def store():  # noqa: ANN201 - imported lazily on purpose
+    from minibox.runtime.state import Store
+
+    return Store(ROOT)
+
 
 def main(argv: list[str] | None = None) -> int:
+    global ROOT
     args = sys.argv[1:] if argv is None else argv
+    while args and args[0].startswith("--root"):
+        if args[0] == "--root" and len(args) > 1:
+            ROOT, args = os.path.abspath(args[1]), args[2:]
+        elif args[0].startswith("--root="):
+            ROOT, args = os.path.abspath(args[0][7:]), args[1:]
+        else:
+            sys.stderr.write("minibox: flag needs an argument: --root\n")
+            return 125
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0 if args else 125
@@ -39,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"minibox: unknown command \"{verb}\" (see: minibox --help)\n")
         return 125
     try:
-        module = importlib.import_module(f"minibox.cli.{VERBS[verb]}")
-        return module.main(args[1:])
+        modname, func = VERBS[verb]
+        module = importlib.import_module(f"minibox.cli.{modname}")
+        return getattr(module, func)(args[1:])
     except MiniboxError as err:
         sys.stderr.write(f"minibox: {err.message}\n")
         return err.code

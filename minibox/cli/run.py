@@ -34,7 +34,12 @@ def parser() -> FlagParser:
       help=f"a user namespace: container root is host uid {S.USERNS_HOST_ID}")
     a("-t", "--tty", kind="bool", help="allocate a pseudo-terminal")
     a("-i", "--interactive", kind="bool", help="keep stdin open")
-    a("--rm", kind="bool", help="remove the container when it ends")
+    a("-d", "--detach", kind="bool", help="run in the background; print the container id")
+    a("--name", help="a name for the container (default: a random adjective_name)")
+    a("--rm", kind="bool", help="remove the container when it ends (foreground runs always do)")
+    a("--restart", metavar="POLICY", default="no",
+      help="no, on-failure[:N], always or unless-stopped (carried out by the monitor)")
+    a("--init", kind="bool", help="run a tiny reaper as PID 1 that forwards signals")
     a("--net", "--network", dest="net", choices=("host", "none", "private"),
       default="private", help="host: share the host's network namespace")
     for ns in ("pid", "ipc", "uts"):
@@ -220,12 +225,51 @@ def _volume(vol: str) -> dict:
             "options": options}
 
 
-def main(argv: list[str]) -> int:
-    opts = parser().parse(argv)
+def _restart_policy(text: str) -> dict:
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure") or \
+            (count and (name != "on-failure" or not count.isdigit())):
+        raise MiniboxError(f'invalid restart policy "{text}": use no, always, unless-stopped '
+                           "or on-failure[:N]")
+    return {"name": name, "max": int(count or 0)}
+
+
+def _name(opts: SimpleNamespace) -> str:
+    if opts.name is None:
+        from minibox.runtime.names import random_name
+
+        return random_name()
+    name = opts.name.lstrip("/")
+    ok = name and name[0].isalnum() and all(c.isalnum() or c in "_.-" for c in name)
+    if not ok:
+        raise MiniboxError(f'Invalid container name ({opts.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] '
+                           "are allowed")
+    return name
+
+
+def create_main(argv: list[str]) -> int:
+    return main(argv, verb="create")
+
+
+def main(argv: list[str], verb: str = "run") -> int:
+    p = parser()
+    if verb == "create":
+        p.prog, p.usage = "minibox create", "minibox create [OPTIONS] ROOTFS CMD [ARG...]"
+    opts = p.parse(argv)
     if opts.explain:
         explain.enable()
-    die_unless_root("run")
+    die_unless_root(verb)
+    restart = _restart_policy(opts.restart)
+    if restart["name"] != "no" and opts.rm:
+        raise MiniboxError("Conflicting options: --restart and --rm")
+    name = _name(opts)
     spec = build_spec(opts)
+    if opts.init:
+        from minibox.runtime.container import INIT
+
+        spec["mounts"].append({"destination": "/dev/init", "type": "bind", "source": INIT,
+                               "options": ["bind", "ro"]})
+        spec["process"]["args"] = ["/dev/init"] + spec["process"]["args"]
     if opts.cidfile:
         try:
             fd = os.open(opts.cidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -234,7 +278,22 @@ def main(argv: list[str]) -> int:
                                f"running or delete {opts.cidfile}") from None
         os.write(fd, spec["annotations"]["minibox.id"].encode())
         os.close(fd)
+    from minibox.cli.main import store
+
+    if opts.detach or verb == "create":
+        from minibox.runtime import container
+
+        if verb == "run" and not opts.tty:
+            spec["process"]["terminal"] = False  # -d without -t: output goes to the log
+        options = {"restart": restart, "autoremove": opts.rm, "overlay": opts.overlay}
+        cid = container.create(store(), spec, name, options, start=verb == "run")
+        print(cid)
+        return 0
+    if restart["name"] != "no":
+        raise MiniboxError("--restart needs -d: a foreground container is removed when it "
+                           "ends, and the monitor of a detached one carries the policy out")
     from minibox.runtime.run import run
 
     sys.stdout.flush()
-    return run(spec, overlay=opts.overlay, tty=spec["process"]["terminal"])
+    return run(spec, overlay=opts.overlay, tty=spec["process"]["terminal"], store=store(),
+               name=name)

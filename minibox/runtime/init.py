@@ -67,9 +67,8 @@ def _find_command(argv0: str, env: list[str]) -> str:
     raise MiniboxError(f'exec: "{argv0}": executable file not found in $PATH', 127)
 
 
-def _exec(proc: dict) -> NoReturn:
+def _exec(proc: dict, path: str) -> NoReturn:
     args = proc["args"]
-    path = _find_command(args[0], proc["env"])
     try:
         process.execve(path, args, proc["env"])
     except FileNotFoundError:
@@ -95,6 +94,8 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
         netdev.link_up("lo")
 
     root = spec["root"]["path"]
+    fifo = spec["annotations"].get("minibox.execFifo")
+    fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC) if fifo else None
     if has_namespace(spec, "mnt"):
         rfs.make_private()
         if idmapped_fd is not None:
@@ -155,10 +156,36 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
     # Close every descriptor the command should not inherit (CVE-2024-21626: a leaked
     # host directory fd lets the container walk out of its root). The report pipe is
     # close-on-exec: its closing tells the parent that execve succeeded.
-    keep = report
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 20)
-    _exec(proc)
+    keep = sorted(fd for fd in (report, fifo_fd) if fd is not None)
+    low = 3
+    for fd in keep:
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+    path = _find_command(proc["args"][0], proc["env"])
+    # Python ignores SIGPIPE and SIGXFSZ for itself; an ignored signal stays ignored
+    # across execve(2), so give the command the defaults it expects (signal(7)).
+    import _signal
+
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+    if fifo_fd is not None:
+        _wait_for_start(report, fifo_fd)
+    _exec(proc, path)
+
+
+def _wait_for_start(report: int, fifo_fd: int) -> None:
+    """`create` stops here: tell the parent we are ready, then block until `start`.
+
+    Opening a FIFO for writing blocks until someone opens it for reading (fifo(7)):
+    `minibox start` does, which lets the command run (runc's exec fifo). The FIFO lives
+    outside the new root, so it is reopened through /proc/self/fd.
+    """
+    os.write(report, b"R")
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
 
 
 def main(spec: dict, go: Go, report: int, tty_fd: int | None, scratch: str | None) -> NoReturn:

@@ -21,9 +21,11 @@ from minibox.runtime.spec import has_namespace, namespaces_of
 
 
 class Child:
-    def __init__(self, pid: int, error: MiniboxError | None = None) -> None:
+    def __init__(self, pid: int, error: MiniboxError | None = None,
+                 waiting: bool = False) -> None:
         self.pid = pid
         self.error = error
+        self.waiting = waiting  # created: blocked before execve until `start`
 
 
 def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = None,
@@ -75,7 +77,9 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
         else:
             os.write(go_w, b"J")
             os.close(go_w)
-        reply = _read_all(report_r)
+        reply = os.read(report_r, 4096)
+        if reply and reply != b"R":
+            reply += _read_all(report_r)
     except BaseException:
         _kill_and_reap(pid)
         raise
@@ -83,8 +87,8 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
         if mount_fd is not None:
             os.close(mount_fd)
         os.close(report_r)
-    child = Child(pid)
-    if reply:
+    child = Child(pid, waiting=reply == b"R")
+    if reply and reply != b"R":
         code, _, message = reply.decode(errors="replace").partition("\t")
         child.error = MiniboxError(message, int(code))
     return child

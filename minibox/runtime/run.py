@@ -22,8 +22,13 @@ def exit_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
-    """Run the container described by `spec` to its end; return its exit code."""
+def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object = None,
+        name: str = "") -> int:
+    """Run the container described by `spec` to its end; return its exit code.
+
+    With a state `store`, the container is listed by `ps` and reachable by `exec` while
+    it runs, and removed when it ends (a foreground run is always `--rm`).
+    """
     target = {"pid": 0}
     pending: list[int] = []
 
@@ -40,19 +45,22 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
     parent_pid = os.getpid()
     from minibox.cgroups.driver import Group
 
-    group = Group(spec["annotations"]["minibox.id"])
+    cid = spec["annotations"]["minibox.id"]
+    group = Group(cid)
     res = spec["linux"].get("resources") or {}
     group.check(res)  # refuse what the host cannot do before anything exists
+    if store is not None:
+        from minibox.runtime.container import new_state
+
+        store.create(cid, name, new_state(spec, name, {"autoremove": True}), spec)
     old = {s: signal.signal(s, forward) for s in _FORWARDED}
     scratch = None
     pty = None
     try:
         group.create(res)
         if overlay:
-            import tempfile
-
-            os.makedirs(STATE_ROOT, exist_ok=True)
-            scratch = tempfile.mkdtemp(prefix="overlay-", dir=STATE_ROOT)
+            scratch = store.path(cid, "overlay") if store is not None else _scratch_dir()
+            os.makedirs(scratch, exist_ok=True)
         if tty:
             from minibox.runtime.tty import Pty
 
@@ -64,8 +72,15 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
         if pty:
             pty.start()
         if child.error:
-            _, status = os.waitpid(child.pid, 0)
+            os.waitpid(child.pid, 0)
             raise child.error
+        if store is not None:
+            from minibox.runtime.state import now, proc_start_time
+
+            with store.locked(cid) as st:
+                st.update(status="running", pid=child.pid, startedAt=now(),
+                          pidStart=proc_start_time(child.pid), monitorPid=parent_pid,
+                          monitorStart=proc_start_time(parent_pid))
         for signum in pending:
             os.kill(child.pid, signum)
         if pty:
@@ -76,22 +91,28 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False) -> int:
         _, status = os.waitpid(child.pid, 0)
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL \
                 and group.oom_killed():
-            limit = group.memory_limit()
             import sys
 
             sys.stderr.write("minibox: killed by the kernel's OOM killer "
-                             f"(memory limit {_mib(limit)})\n")
+                             f"(memory limit {_mib(group.memory_limit())})\n")
         return exit_code(status)
     finally:
-        group.remove()
         for s, handler in old.items():
             signal.signal(s, handler)
         if pty:
             pty.restore()
-        if scratch:
-            import shutil
+        group.remove()
+        if store is not None:
+            store.remove(cid)
+        elif scratch:
+            os.rmdir(scratch)  # the tmpfs on it vanished with the container's mounts
 
-            shutil.rmtree(scratch, ignore_errors=True)
+
+def _scratch_dir() -> str:
+    import tempfile
+
+    os.makedirs(STATE_ROOT, exist_ok=True)
+    return tempfile.mkdtemp(prefix="overlay-", dir=STATE_ROOT)
 
 
 def _mib(n: int) -> str:
