@@ -145,8 +145,17 @@ int main(int argc, char **argv)
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
 
-    int status = 0, done = 0, open_streams = 2;
+    int status = 0, done = 0;
     while (!done) {
+        /* Reap first: the init may have ended before this program started, while its
+         * SIGCHLD went to the Python process that exec'd us and was discarded. */
+        pid_t w;
+        while ((w = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (w == pid)
+                done = 1;
+        }
+        if (done)
+            break;
         struct pollfd fds[3] = {
             {.fd = streams[0].fd, .events = POLLIN},
             {.fd = streams[1].fd, .events = POLLIN},
@@ -160,21 +169,14 @@ int main(int argc, char **argv)
                     flush_partial(&streams[i]);
                     close(streams[i].fd);
                     streams[i].fd = -1; /* poll ignores negative fds */
-                    open_streams--;
                 }
             }
         }
         if (fds[2].revents & POLLIN) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof si) == sizeof si)
-                ;
-            pid_t w;
-            while ((w = waitpid(-1, &status, WNOHANG)) > 0) {
-                if (w == pid)
-                    done = 1;
-            }
+                ; /* drained; the reaping happens at the top of the loop */
         }
-        (void)open_streams;
     }
     /* The init is gone: take what is still buffered in the pipes, without blocking on
      * writers that may live on (a process outside the PID namespace, say). */
