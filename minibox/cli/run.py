@@ -236,9 +236,10 @@ def _restart_policy(text: str) -> dict:
 
 def _name(opts: SimpleNamespace) -> str:
     if opts.name is None:
+        from minibox.cli.main import ROOT
         from minibox.runtime.names import random_name
 
-        return random_name()
+        return random_name(lambda n: os.path.lexists(os.path.join(ROOT, "names", n)))
     name = opts.name.lstrip("/")
     ok = name and name[0].isalnum() and all(c.isalnum() or c in "_.-" for c in name)
     if not ok:

@@ -34,6 +34,8 @@ def new_state(spec: dict, name: str, options: dict) -> dict:
         "autoRemove": bool(options.get("autoremove")),
         "tty": bool(spec["process"].get("terminal")), "overlay": bool(options.get("overlay")),
         "limits": spec["linux"].get("resources", {}),
+        # Who is making it: if that process dies before a monitor exists, `ps` can tell.
+        "creatorPid": os.getpid(), "creatorStart": proc_start_time(os.getpid()),
     }
 
 

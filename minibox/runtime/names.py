@@ -13,6 +13,13 @@ NAMES = ("torvalds", "ritchie", "thompson", "hopper", "lovelace", "turing", "ker
          "babbage", "johnson", "noether", "curie", "goldberg", "wirth", "tanenbaum", "pike")
 
 
-def random_name() -> str:
-    r = os.urandom(2)
-    return f"{ADJECTIVES[r[0] % len(ADJECTIVES)]}_{NAMES[r[1] % len(NAMES)]}"
+def random_name(taken: object = None) -> str:
+    """A free adjective_surname; with a digit added when many are in use (as docker)."""
+    for attempt in range(20):
+        r = os.urandom(3)
+        name = f"{ADJECTIVES[r[0] % len(ADJECTIVES)]}_{NAMES[r[1] % len(NAMES)]}"
+        if attempt >= 5:
+            name += str(r[2])
+        if taken is None or not taken(name):
+            return name
+    return f"minibox_{os.urandom(4).hex()}"

@@ -52,7 +52,8 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
     if store is not None:
         from minibox.runtime.container import new_state
 
-        store.create(cid, name, new_state(spec, name, {"autoremove": True}), spec)
+        state = new_state(spec, name, {"autoremove": True})
+        store.create(cid, name, state, spec)
     old = {s: signal.signal(s, forward) for s in _FORWARDED}
     scratch = None
     pty = None
@@ -77,10 +78,11 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
         if store is not None:
             from minibox.runtime.state import now, proc_start_time
 
-            with store.locked(cid) as st:
-                st.update(status="running", pid=child.pid, startedAt=now(),
-                          pidStart=proc_start_time(child.pid), monitorPid=parent_pid,
-                          monitorStart=proc_start_time(parent_pid))
+            state.update(status="running", pid=child.pid, startedAt=now(),
+                         pidStart=proc_start_time(child.pid), monitorPid=parent_pid,
+                         monitorStart=proc_start_time(parent_pid))
+            with store.replace(cid, state):
+                pass
         for signum in pending:
             os.kill(child.pid, signum)
         if pty:
@@ -103,7 +105,7 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
             pty.restore()
         group.remove()
         if store is not None:
-            store.remove(cid)
+            store.remove(cid, state)
         elif scratch:
             os.rmdir(scratch)  # the tmpfs on it vanished with the container's mounts
 

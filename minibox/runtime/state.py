@@ -13,12 +13,8 @@ monitor never lose each other's writes (runtime-spec "State").
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from minibox.errors import MiniboxError
 
@@ -100,8 +96,11 @@ class Store:
                 _unlink(os.path.join(self.ndir, name))
             raise
 
-    def remove(self, cid: str) -> None:
-        st = self.load(cid)
+    def remove(self, cid: str, st: dict | None = None) -> None:
+        """Remove the container's directory and its name claim (`st`: its state, if the
+        caller holds it already)."""
+        if st is None:
+            st = self.load(cid)
         self._rm_dir(cid)
         if st.get("name"):
             link = os.path.join(self.ndir, st["name"])
@@ -112,13 +111,35 @@ class Store:
                 pass
 
     def _rm_dir(self, cid: str) -> None:
-        import shutil
+        """The directory holds a few files and at most one empty directory (the overlay
+        mount point): no need for shutil, which costs more to import than this takes."""
+        top = self.path(cid)
+        try:
+            entries = list(os.scandir(top))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    os.rmdir(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                import shutil
 
-        shutil.rmtree(self.path(cid), ignore_errors=True)
+                shutil.rmtree(entry.path, ignore_errors=True)
+        try:
+            os.rmdir(top)
+        except FileNotFoundError:
+            pass
 
     # -- reading and writing ---------------------------------------------------------
 
     def load(self, cid: str) -> dict:
+        import json
+
         try:
             with open(self.path(cid, "state.json")) as f:
                 return json.load(f)
@@ -126,23 +147,19 @@ class Store:
             raise MiniboxError(f"No such container: {cid}", 1) from None
 
     def spec(self, cid: str) -> dict:
+        import json
+
         with open(self.path(cid, "config.json")) as f:
             return json.load(f)
 
-    @contextmanager
-    def locked(self, cid: str) -> Iterator[dict]:
-        """Read-modify-write under the container's lock; the dict is saved on exit."""
-        try:
-            fd = os.open(self.path(cid, "lock"), os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise MiniboxError(f"No such container: {cid}", 1) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            st = self.load(cid)
-            yield st
-            _write_json(self.path(cid, "state.json"), st)
-        finally:
-            os.close(fd)
+    def locked(self, cid: str) -> _Locked:
+        """`with store.locked(cid) as st:` read-modify-write under the container's lock."""
+        return _Locked(self, cid, None)
+
+    def replace(self, cid: str, st: dict) -> _Locked:
+        """`with store.replace(cid, st):` write `st` whole under the lock, without reading
+        (the foreground run owns its state; this keeps json's import off its path)."""
+        return _Locked(self, cid, st)
 
     def ids(self) -> list[str]:
         try:
@@ -177,23 +194,86 @@ class Store:
         raise MiniboxError(f"No such container: {ref}", 1)
 
 
+class _Locked:
+    """flock(2) on the container's lock file around a read-modify-write of state.json."""
+
+    def __init__(self, store: Store, cid: str, st: dict | None) -> None:
+        self.store, self.cid, self.st = store, cid, st
+
+    def __enter__(self) -> dict:
+        import fcntl
+
+        try:
+            self.fd = os.open(self.store.path(self.cid, "lock"), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise MiniboxError(f"No such container: {self.cid}", 1) from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if self.st is None:
+                self.st = self.store.load(self.cid)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self.st
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                _write_json(self.store.path(self.cid, "state.json"), self.st)
+        finally:
+            os.close(self.fd)
+
+
 def refresh(st: dict) -> dict:
     """Tell the truth even if the monitor died: a running/paused container whose init is
     gone is stopped (the exit code then is unknown)."""
+    if st.get("status") == "creating" and not alive(st.get("creatorPid"),
+                                                    st.get("creatorStart")):
+        return dict(st, status="stopped", pid=0, exitCode=st.get("exitCode") or 255,
+                    error="minibox was killed while creating this container")
     if st.get("status") in ("running", "paused", "created") and st.get("pid"):
         if not alive(st.get("pid"), st.get("pidStart")):
             monitor_alive = alive(st.get("monitorPid"), st.get("monitorStart"))
             if not monitor_alive:
+                # Nobody saw it end, so its exit code is unknown: 255, as docker reports
+                # a container whose exit status was lost.
                 st = dict(st, status="stopped", pid=0)
-                st.setdefault("exitCode", 255)
+                if st.get("exitCode") is None:
+                    st["exitCode"] = 255
     return st
 
 
 def _write_json(path: str, data: dict) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(data, f)
+        f.write(dumps(data))
     os.replace(tmp, path)
+
+
+# JSON out without the json module: json pulls in re, and the two cost more import time
+# on the `run` path than creating the container's namespaces. Reading still uses json.
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(32)}
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\t"): "\\t",
+                 ord("\r"): "\\r"})
+
+
+def dumps(obj: object) -> str:
+    """Serialise dicts, lists, strings, numbers, booleans and None as JSON."""
+    if obj is None:
+        return "null"
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    if isinstance(obj, str):
+        return '"' + obj.translate(_ESCAPES) + '"'
+    if isinstance(obj, (int, float)):
+        return repr(obj)
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{dumps(str(k))}: {dumps(v)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ", ".join(dumps(v) for v in obj) + "]"
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
 def _unlink(path: str) -> None:
