@@ -129,7 +129,12 @@ def build_spec(opts: SimpleNamespace) -> dict:
                                "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]})
     if opts.userns:
         S.add_userns(spec)
-    hostname = S.check_hostname(opts.hostname) if opts.hostname else cid[:12]
+    if opts.uts == "host":
+        if opts.hostname:
+            raise MiniboxError("Conflicting options: hostname and the UTS mode")
+        hostname = os.uname().nodename  # the host's own: there is no other to set
+    else:
+        hostname = S.check_hostname(opts.hostname) if opts.hostname else cid[:12]
     if opts.uts != "host":
         spec["hostname"] = hostname
     proc = spec["process"]
