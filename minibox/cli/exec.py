@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from minibox.cli.flags import FlagParser
 from minibox.cli.main import die_unless_root, store
 from minibox.errors import MiniboxError
@@ -46,5 +44,7 @@ def main(argv: list[str]) -> int:
         proc["user"] = {"uid": uid, "gid": gid}
     from minibox.runtime.exec import exec_in
 
-    tty = o.tty or (o.interactive and os.isatty(0) and os.isatty(1) and o.tty)
-    return exec_in(st, cid, proc, tty=bool(tty))
+    proc["terminal"] = o.tty
+    if o.tty and "TERM=" not in "".join(e[:5] for e in proc["env"]):
+        proc["env"] = proc["env"] + ["TERM=xterm"]
+    return exec_in(st, cid, proc, tty=o.tty)

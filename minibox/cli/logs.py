@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -71,8 +70,8 @@ def main(argv: list[str]) -> int:
             state = refresh(st.load(cid))
         except MiniboxError:
             return 0  # removed
-        if state["status"] == "stopped" and not os.path.exists(path + ".writing"):
-            # one last read: the monitor flushes before it records the end
+        if state["status"] == "stopped":
+            # One last read: the monitor has written everything before the end is recorded.
             rest = f.read() if f is not None else b""
             for line in (pending + rest).split(b"\n"):
                 if line:
