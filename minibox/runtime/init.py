@@ -195,7 +195,9 @@ def main(spec: dict, go: Go, report: int, tty_fd: int | None, scratch: str | Non
     except MiniboxError as err:
         _report(report, err.code, err.message)
     except OSError as err:
-        _report(report, 125, f"container setup failed: {err}")
+        where = f": {err.filename}" if err.filename else ""
+        text = f"{err.strerror}{where}" if err.strerror else str(err)
+        _report(report, 125, f"container setup failed: {text}")
     except BaseException as err:  # noqa: BLE001 - the child must never unwind into the CLI
         _report(report, 125, f"container setup failed: {err!r}")
     os._exit(125)

@@ -69,15 +69,25 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
             os.close(go_r)
             os.write(go_w, b"G")
         # The child mounts while we move it into its cgroup; then it may go on.
-        if group is not None:
-            group.add(pid)
-        if with_userns:
-            go_parent.send(b"J")
-            go_parent.close()
+        try:
+            if group is not None:
+                group.add(pid)
+            if with_userns:
+                go_parent.send(b"J")
+            else:
+                os.write(go_w, b"J")
+        except OSError:
+            # If the child failed meanwhile (ESRCH, EPIPE), its report says why.
+            reply = _read_all(report_r)
+            if not reply or reply == b"R":
+                raise
         else:
-            os.write(go_w, b"J")
-            os.close(go_w)
-        reply = os.read(report_r, 4096)
+            reply = os.read(report_r, 4096)
+        finally:
+            if with_userns:
+                go_parent.close()
+            else:
+                os.close(go_w)
         if reply and reply != b"R":
             reply += _read_all(report_r)
     except BaseException:
