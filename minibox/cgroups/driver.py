@@ -167,10 +167,10 @@ class Group:
                     continue
                 _module("v2", name).apply(self.v2_dir, res)
 
-    def add(self, pid: int) -> None:
+    def add(self, pid: int, why: str = "put the container's init into its group before it "
+                                        "runs anything") -> None:
         for d in self.dirs:
-            fs.write(f"{d}/cgroup.procs", pid, "put the container's init into its group "
-                                               "before it runs anything")
+            fs.write(f"{d}/cgroup.procs", pid, why)
 
     # -- actions ----------------------------------------------------------------------
 

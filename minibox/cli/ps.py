@@ -125,4 +125,4 @@ def _match(st: dict, status: str, key: str, value: str) -> bool:
 def _row(cid: str, image: str, cmd: str, created: str, status: str, ports: str,
          names: str) -> str:
     image = image if len(image) <= 20 else "…" + image[-19:]
-    return f"{cid:<14} {image:<20} {cmd:<24} {created:<20} {status:<26} {ports:<7} {names}"
+    return f"{cid:<14} {image:<20} {cmd:<24} {created:<24} {status:<36} {ports:<7} {names}"

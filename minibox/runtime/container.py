@@ -172,6 +172,13 @@ def _monitor_side(store: Store, cid: str, report: int | None, *, start: bool,
     os.dup2(null, 1)
     os.dup2(null, 2)
     os.close(null)
+    # Nothing the CLI was given may stay open for the container's lifetime (a caller
+    # waiting for a pipe to close would wait that long): keep only the two streams.
+    low = 3
+    for fd in sorted((out_r, err_r)):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
     os.set_inheritable(out_r, True)
     os.set_inheritable(err_r, True)
     os.execv(MONITOR, [MONITOR, store.path(cid, "ctr.log"), str(child.pid), str(out_r),
@@ -205,6 +212,10 @@ def finish(store: Store, cid: str, status: int) -> None:
     except (MiniboxError, OSError):
         return  # removed (rm -f) while we were finishing
     if restart:
+        # docker's back-off: 100 ms, doubling with each restart, at most a minute.
+        import time
+
+        time.sleep(min(0.1 * 2 ** st.get("restartCount", 0), 60.0))
         try:
             _monitor_side(store, cid, None, start=True, restarting=True)
         except BaseException as err:  # noqa: BLE001 - record, never crash silently
@@ -212,6 +223,7 @@ def finish(store: Store, cid: str, status: int) -> None:
                 st.update(status="stopped", error=_text(err))
         return
     if st.get("autoRemove"):
+        store.record_exit(cid, st["exitCode"])
         store.remove(cid)
 
 

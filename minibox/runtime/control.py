@@ -72,8 +72,8 @@ def wait_stopped(store: Store, cid: str, timeout: float | None) -> bool:
 def stop(store: Store, cid: str, grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after `grace` seconds (docker stop -t)."""
     st = refresh(store.load(cid))
-    if st["status"] not in ("running", "paused", "created", "restarting"):
-        return  # docker: stopping a stopped container succeeds
+    if st["status"] not in ("running", "paused", "restarting"):
+        return  # docker: stopping a stopped (or never started) container succeeds
     with store.locked(cid) as cur:
         cur["stopRequested"] = True
     if st["status"] == "paused":
@@ -119,7 +119,7 @@ def wait(store: Store, cid: str) -> int:
     try:
         code = store.load(cid).get("exitCode")
     except MiniboxError:
-        return 0
+        code = store.last_exit(cid)  # removed by --rm: its finisher left the code
     return 0 if code is None else code
 
 
@@ -130,7 +130,9 @@ def remove(store: Store, cid: str, force: bool = False) -> None:
     st = refresh(store.load(cid))
     if st["status"] in ("running", "paused", "restarting", "created") and \
             alive(st.get("pid"), st.get("pidStart")):
-        if not force:
+        # A created container's init is only waiting for `start`: docker removes it
+        # without -f, since nothing of the user's has run yet.
+        if not force and st["status"] != "created":
             raise MiniboxError(
                 f"Error response from daemon: You cannot remove a running container {cid}. "
                 "Stop the container before attempting removal or force remove", 1)

@@ -75,7 +75,8 @@ def exec_in(store: Store, cid: str, proc: dict, *, tty: bool) -> int:
 
 
 def _join_and_exec(group: object, fds: list, proc: dict, tty_slave: int | None) -> None:
-    group.add(os.getpid())
+    group.add(os.getpid(), "the exec'd process joins the container's group first, so its "
+                           "limits and accounting apply")
     for ns, path, fd in fds:
         namespaces.setns(fd, _OCI[ns], path)
         os.close(fd)

@@ -161,6 +161,28 @@ class Store:
         (the foreground run owns its state; this keeps json's import off its path)."""
         return _Locked(self, cid, st)
 
+    # --rm removes a container the moment it ends, yet `wait` must still print its exit
+    # code (docker does): the finisher leaves it in exits/ID for a minute.
+    def record_exit(self, cid: str, code: int) -> None:
+        d = os.path.join(self.root, "exits")
+        os.makedirs(d, exist_ok=True)
+        limit = time.time() - 60
+        for entry in os.scandir(d):
+            try:
+                if entry.stat().st_mtime < limit:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+        with open(os.path.join(d, cid), "w") as f:
+            f.write(str(code))
+
+    def last_exit(self, cid: str) -> int | None:
+        try:
+            with open(os.path.join(self.root, "exits", cid)) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
     def ids(self) -> list[str]:
         try:
             return [d for d in os.listdir(self.cdir) if len(d) == 64]
