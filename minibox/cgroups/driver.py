@@ -19,10 +19,25 @@ from minibox.cgroups.detect import CONTROLLERS, V2_NAMES, Layout, detect, own_gr
 from minibox.errors import MiniboxError
 
 PARENT = "minibox"
-# The resource keys each controller acts on: an unmounted controller is mounted only
-# when the container asks for what it does.
-NEEDS = {"net_cls": ("network",), "net_prio": ("network",), "hugetlb": ("hugepageLimits",),
-         "perf_event": ("perfEvent",), "blkio": ("blockIO",)}
+
+
+def needs(ctrl: str, res: dict) -> bool:
+    """Does this container need a controller the host may have left unmounted?
+
+    perf_event always: it limits nothing, but every container should be countable with
+    `perf stat -G`. The others only when a flag asks for what they do.
+    """
+    net = res.get("network") or {}
+    return {
+        "perf_event": True,
+        "net_cls": net.get("classID") is not None,
+        "net_prio": bool(net.get("priorities")),
+        "hugetlb": bool(res.get("hugepageLimits")),
+        "blkio": (res.get("blockIO") or {}).get("weight") is not None,
+    }.get(ctrl, False)
+
+
+OPTIONAL = ("perf_event", "net_cls", "net_prio", "hugetlb", "blkio")
 V2_ORDER = ("cpuset", "cpu", "io", "memory", "hugetlb", "pids")
 # The resource keys each controller module reads.
 KEYS = {"memory": ("memory",), "cpu": ("cpu",), "cpuset": ("cpu",), "pids": ("pids",),
@@ -64,14 +79,14 @@ class Group:
 
     def check(self, res: dict) -> None:
         """Refuse, before anything is created, what this host cannot do."""
-        for ctrl, keys in NEEDS.items():
-            if any(res.get(k) for k in keys) and not self.layout.where(ctrl):
-                if ctrl not in self.layout.known:
-                    raise MiniboxError(f"the {ctrl} cgroup controller is not in this kernel "
-                                       f"(/proc/cgroups); run without its flag")
-                if self.layout.kind == "v2":
-                    raise MiniboxError(f"cgroup v2 has no {ctrl} controller; "
-                                       f"run without its flag")
+        for ctrl in OPTIONAL:
+            if ctrl == "perf_event" or not needs(ctrl, res) or self.layout.where(ctrl):
+                continue  # perf_event is a nicety: never refuse a container for it
+            if ctrl not in self.layout.known:
+                raise MiniboxError(f"the {ctrl} cgroup controller is not in this kernel "
+                                   f"(/proc/cgroups); run without its flag")
+            if self.layout.kind == "v2":
+                raise MiniboxError(f"cgroup v2 has no {ctrl} controller; run without its flag")
         if (res.get("blockIO") or {}).get("weight") is not None:
             where = self.layout.where("blkio")
             if where == "v1":
@@ -92,10 +107,10 @@ class Group:
         """Mount a v1 controller the host left unmounted, as a distribution would."""
         from minibox.kernel import mounts
 
-        for ctrl, keys in NEEDS.items():
-            if not any(res.get(k) for k in keys) or self.layout.where(ctrl):
+        for ctrl in OPTIONAL:
+            if not needs(ctrl, res) or self.layout.where(ctrl):
                 continue
-            if self.layout.kind == "v2":
+            if self.layout.kind == "v2" or ctrl not in self.layout.known:
                 continue
             target = f"/sys/fs/cgroup/{ctrl}"
             os.makedirs(target, exist_ok=True)
@@ -105,6 +120,8 @@ class Group:
                              why=f"the host has not mounted the v1 {ctrl} controller; mount it "
                                  f"where a distribution would, and leave it there")
             except OSError as err:
+                if ctrl == "perf_event":
+                    continue  # optional: the container runs without a perf_event group
                 raise MiniboxError(f"cannot mount the {ctrl} cgroup controller at {target}: "
                                    f"{err.strerror} (is it bound to cgroup v2?)") from None
             self.layout.v1[ctrl] = target

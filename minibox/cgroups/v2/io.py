@@ -21,3 +21,7 @@ def apply(d: str, res: dict) -> None:
         if os.path.exists(f"{d}/{name}"):
             fs.write(f"{d}/{name}", value, "--blkio-weight: share of disk time under contention")
             return
+    from minibox.errors import MiniboxError
+
+    raise MiniboxError("--blkio-weight: this kernel's io controller has no weight file (it "
+                       "needs the BFQ scheduler or io.cost); run without --blkio-weight")
