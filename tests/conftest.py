@@ -291,7 +291,9 @@ def net_links() -> set[str]:
 
 
 def state_entries() -> set[str]:
-    """Everything under /run/minibox, three levels deep (scratch dirs, per-container state)."""
+    """The directories under /run/minibox, three levels deep (overlay scratch dirs, a
+    container's state dir), and dangling symlinks (a name claimed for a container that
+    is gone). Plain files are records minibox keeps on purpose for a while (exits/ID)."""
     found: set[str] = set()
 
     def walk(path: str, depth: int) -> None:
@@ -301,9 +303,13 @@ def state_entries() -> set[str]:
             return
         for name in names:
             entry = os.path.join(path, name)
-            found.add(entry)
-            if depth < 2 and os.path.isdir(entry) and not os.path.islink(entry):
-                walk(entry, depth + 1)
+            if os.path.islink(entry):
+                if not os.path.exists(entry):
+                    found.add(entry)
+            elif os.path.isdir(entry):
+                found.add(entry)
+                if depth < 2:
+                    walk(entry, depth + 1)
 
     walk(str(STATE_ROOT), 0)
     return found
