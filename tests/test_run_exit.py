@@ -125,6 +125,15 @@ def test_failed_mount_inside_is_125_and_names_it(minibox, rootfs, args, names):
     assert names in line and "mount" in line, line
 
 
+@pytest.mark.parametrize("shared", ["--pid=host", "--ipc=host"])
+def test_userns_with_a_host_namespace_it_cannot_mount_for_is_125(minibox, rootfs, shared):
+    # A new user namespace does not own the host's PID (IPC) namespace, so the kernel
+    # refuses it a new /proc (/dev/mqueue): one line, no traceback, and nothing left.
+    r = minibox("--userns", shared, rootfs, "true")
+    assert r.returncode == 125
+    one_line_error(r.stderr)
+
+
 def test_no_command_is_125(minibox, rootfs):
     r = minibox(rootfs)
     assert r.returncode == 125
