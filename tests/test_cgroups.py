@@ -641,8 +641,12 @@ def _weight_supported() -> bool:
     """What the host's files say about a blkio weight (not what minibox thinks)."""
     lay = layout()
     if "blkio" in lay.v1:
+        # The weight files are "not on root": a child group has them when the kernel has
+        # CFQ's blkio.weight or a registered BFQ (listed as a scheduler of some disk).
         root = lay.v1["blkio"]
-        return any(os.path.exists(f"{root}/{n}") for n in ("blkio.weight", "blkio.bfq.weight"))
+        if any(os.path.exists(f"{root}/{n}") for n in ("blkio.weight", "blkio.bfq.weight")):
+            return True
+        return any("bfq" in read(str(p)) for p in Path("/sys/block").glob("*/queue/scheduler"))
     if "io" not in lay.v2_controllers:
         return False
     # v2: io.weight comes with blk-iocost (io.cost.qos at the root), io.bfq.weight with BFQ.

@@ -91,8 +91,13 @@ class Group:
             where = self.layout.where("blkio")
             if where == "v1":
                 root = self.layout.v1["blkio"]
-                ok = any(os.path.exists(f"{root}/{n}") for n in ("blkio.weight",
-                                                                   "blkio.bfq.weight"))
+                # The weight files exist only below the root group (BFQ's are "not on
+                # root"): look in the root and in any existing child group.
+                dirs = [root] + [e.path for e in os.scandir(root) if e.is_dir()]
+                ok = any(os.path.exists(f"{d}/{n}") for d in dirs
+                         for n in ("blkio.weight", "blkio.bfq.weight"))
+                if not ok:
+                    ok = _bfq_available()
             else:
                 root = self.layout.unified or ""
                 ok = any(os.path.exists(f"{root}/{n}") or os.path.exists(
@@ -281,6 +286,18 @@ class Group:
                 fs.rmdir(os.path.dirname(d), "no minibox container left here: remove the parent")
             except OSError:
                 pass  # other containers still use it
+
+
+def _bfq_available() -> bool:
+    """Is the BFQ scheduler (which provides blkio.bfq.weight) there for some disk?"""
+    try:
+        for dev in os.listdir("/sys/block"):
+            with open(f"/sys/block/{dev}/queue/scheduler") as f:
+                if "bfq" in f.read():
+                    return True
+    except OSError:
+        pass
+    return False
 
 
 _V2_MODULES = {"cpu", "cpuset", "memory", "pids", "io", "hugetlb", "devices"}

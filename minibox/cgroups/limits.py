@@ -168,14 +168,20 @@ def from_flags(opts: object) -> dict:
     if get("net_cls_classid") is not None:
         try:
             classid = int(opts.net_cls_classid, 0)
+            if not 0 <= classid <= 0xFFFFFFFF:
+                raise ValueError
         except ValueError:
             raise MiniboxError(f'invalid --net-cls-classid "{opts.net_cls_classid}": use a '
                                "number such as 0x100001 (major 0x10, minor 0x1)") from None
         res.setdefault("network", {})["classID"] = classid
     for item in get("net_prio") or []:
         name, eq, prio = item.partition("=")
-        if not eq or not name or not prio.isdigit():
-            raise MiniboxError(f'invalid --net-prio "{item}": use IFACE=PRIORITY, e.g. eth0=5')
+        if not eq or not name or not prio.isdigit() or int(prio) > 0xFFFFFFFF:
+            raise MiniboxError(f'invalid --net-prio "{item}": use IFACE=PRIORITY, e.g. eth0=5 '
+                               "(priority 0 to 4294967295)")
+        if "/" in name or not os.path.exists(f"/sys/class/net/{name}"):
+            # net_prio.ifpriomap names the host's interfaces (cgroup-v1/net_prio.rst).
+            raise MiniboxError(f'invalid --net-prio "{item}": the host has no interface {name}')
         res.setdefault("network", {}).setdefault("priorities", []).append(
             {"name": name, "priority": int(prio)})
     sizes = None

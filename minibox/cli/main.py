@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         return err.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`minibox inspect X | head`): nothing more to say.
+        _silence_stdout()
+        return 0
     except OSError as err:
         # A kernel or file step failed where no nicer message was prepared.
         sys.stderr.write(f"minibox: {err}\n")
@@ -113,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         return 125
 
 
+def _silence_stdout() -> None:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+
+
 def entry() -> None:
     """The console script: run, flush, and leave without interpreter teardown.
 
@@ -123,6 +133,8 @@ def entry() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
+    except BrokenPipeError:
+        pass
     finally:
         os._exit(code)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from minibox.cgroups import fs
 
 
@@ -9,3 +11,6 @@ def apply(d: str, res: dict) -> None:
     for lim in res.get("hugepageLimits") or []:
         fs.write(f"{d}/hugetlb.{lim['pageSize']}.max", lim["limit"],
                  "--hugetlb-limit: huge pages of this size the group may use")
+        rsvd = f"{d}/hugetlb.{lim['pageSize']}.rsvd.max"
+        if os.path.exists(rsvd):
+            fs.write(rsvd, lim["limit"], "--hugetlb-limit: huge page reservations, too")
