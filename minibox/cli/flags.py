@@ -113,13 +113,15 @@ class FlagParser:
                         self._set(ns, flag, name, None)
                         j += 1
                         continue
-                    value = tok[j + 1:]
-                    if not value:
+                    # -xVALUE and -x=VALUE attach the value; otherwise it is the next
+                    # argument, taken as it is (so `-e =x` is checked, not trimmed).
+                    value = tok[j + 1:].removeprefix("=")
+                    if j + 1 == len(tok):
                         if i >= len(argv):
                             raise self._fail(f"flag needs an argument: '{tok[j]}' in {tok}")
                         value = argv[i]
                         i += 1
-                    self._set(ns, flag, name, value.removeprefix("="))
+                    self._set(ns, flag, name, value)
                     break
             else:
                 positionals.append(tok)

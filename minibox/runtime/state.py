@@ -86,7 +86,9 @@ class Store:
                                    f'container "{other}". You have to remove (or rename) that '
                                    "container to be able to reuse that name.", 125) from None
         try:
-            os.mkdir(self.path(cid), 0o700)
+            # 0711: with --userns, container root (an unprivileged host uid) must be able
+            # to pass through to the overlay mount point kept here.
+            os.mkdir(self.path(cid), 0o711)
             _write_json(self.path(cid, "config.json"), spec)
             open(self.path(cid, "lock"), "w").close()
             _write_json(self.path(cid, "state.json"), state)
