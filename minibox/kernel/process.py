@@ -36,6 +36,14 @@ def setsid_and_ctty(fd: int) -> None:
            "ioctl_tty(2)")
 
 
+def take_terminal(fd: int) -> None:
+    """The pty becomes the controlling terminal and stdin, stdout and stderr."""
+    setsid_and_ctty(fd)
+    for std in (0, 1, 2):
+        os.dup2(fd, std)
+    os.close(fd)
+
+
 def execve(path: str, args: list[str], env: list[str]) -> None:
     from minibox import explain
 

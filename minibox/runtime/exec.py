@@ -86,10 +86,7 @@ def _join_and_exec(group: object, fds: list, proc: dict, tty_slave: int | None) 
         os._exit(exit_code(status))
 
     if tty_slave is not None:
-        process.setsid_and_ctty(tty_slave)
-        for fd in (0, 1, 2):
-            os.dup2(tty_slave, fd)
-        os.close(tty_slave)
+        process.take_terminal(tty_slave)
     user = proc["user"]
     try:
         os.setgroups([])

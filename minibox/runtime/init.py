@@ -133,10 +133,7 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
                        spec["linux"].get("readonlyPaths", []))
 
     if tty_fd is not None:
-        process.setsid_and_ctty(tty_fd)
-        for fd in (0, 1, 2):
-            os.dup2(tty_fd, fd)
-        os.close(tty_fd)
+        process.take_terminal(tty_fd)
 
     proc = spec["process"]
     user = proc["user"]
