@@ -156,7 +156,7 @@ def _monitor_side(store: Store, cid: str, report: int | None, *, start: bool,
         group.remove()
         raise child.error
     with store.locked(cid) as cur:
-        cur.update(pid=child.pid, pidStart=proc_start_time(child.pid),
+        cur.update(pid=child.pid, pidStart=proc_start_time(child.pid), detached=True,
                    monitorPid=os.getpid(), monitorStart=proc_start_time(os.getpid()),
                    status="created" if child.waiting else "running",
                    exitCode=None, finishedAt=None, oomKilled=False)

@@ -137,7 +137,14 @@ def remove(store: Store, cid: str, force: bool = False) -> None:
                 f"Error response from daemon: You cannot remove a running container {cid}. "
                 "Stop the container before attempting removal or force remove", 1)
         with store.locked(cid) as cur:
-            cur["status"] = "removing"  # the monitor's finisher sees this and steps aside
+            cur["status"] = "removing"  # a finisher that starts anyway steps aside
+        if st.get("detached") and alive(st.get("monitorPid"), st.get("monitorStart")):
+            # Nothing is left to record: end the C monitor first, so that the init's
+            # death does not start a finisher (a Python start) only to be told to go.
+            try:
+                os.kill(st["monitorPid"], 9)
+            except ProcessLookupError:
+                pass
         if st["status"] == "paused":
             _thaw(cid)
         try:
@@ -147,8 +154,7 @@ def remove(store: Store, cid: str, force: bool = False) -> None:
         _wait_gone(st["pid"], st.get("pidStart"))
     Group(cid).remove()
     store.remove(cid)
-    # Leave no process behind: the monitor hands over to its finisher when the init
-    # dies; that one sees the state gone and ends.
+    # Leave no process behind: a monitor (or its finisher) still running ends now.
     _wait_gone(st.get("monitorPid") or 0, st.get("monitorStart"))
 
 
