@@ -9,8 +9,8 @@ is really mounted.
 from __future__ import annotations
 
 import errno
-import importlib
 import os
+import sys
 import time
 
 from minibox import explain
@@ -46,7 +46,10 @@ KEYS = {"memory": ("memory",), "cpu": ("cpu",), "cpuset": ("cpu",), "pids": ("pi
 
 
 def _module(version: str, controller: str):
-    return importlib.import_module(f"minibox.cgroups.{version}.{controller}")
+    # __import__ rather than importlib, whose import pulls in warnings and more.
+    name = f"minibox.cgroups.{version}.{controller}"
+    __import__(name)
+    return sys.modules[name]
 
 
 class Group:

@@ -10,9 +10,14 @@ A bad flag is one line and exit 125, like every other minibox error.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from minibox.errors import MiniboxError
+
+
+class Options:
+    """The parsed flags, as attributes (types.Options without importing types)."""
+
+    def __init__(self, **values: object) -> None:
+        self.__dict__.update(values)
 
 
 class _Flag:
@@ -55,7 +60,7 @@ class FlagParser:
     def _fail(self, message: str) -> MiniboxError:
         return MiniboxError(f"{message} (see: {self.prog} --help)")
 
-    def _set(self, ns: SimpleNamespace, flag: _Flag, shown: str, value: str | None) -> None:
+    def _set(self, ns: Options, flag: _Flag, shown: str, value: str | None) -> None:
         if flag.kind == "bool":
             if value is not None and value not in ("true", "false"):
                 raise self._fail(f'invalid argument "{value}" for "{shown}" flag')
@@ -77,8 +82,8 @@ class FlagParser:
         else:
             setattr(ns, flag.dest, parsed)
 
-    def parse(self, argv: list[str]) -> SimpleNamespace:
-        ns = SimpleNamespace(**{f.dest: (list(f.default) if isinstance(f.default, list)
+    def parse(self, argv: list[str]) -> Options:
+        ns = Options(**{f.dest: (list(f.default) if isinstance(f.default, list)
                                          else f.default if f.kind != "bool" else bool(f.default))
                                 for f in self.flags})
         positionals: list[str] = []

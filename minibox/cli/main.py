@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -89,12 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minibox version {__version__}")
         return 0
     verb = args[0]
+    if verb == "run" and os.geteuid() == 0:
+        from minibox.cgroups import warm
+
+        warm.start()
     if verb not in VERBS:
         sys.stderr.write(f"minibox: unknown command \"{verb}\" (see: minibox --help)\n")
         return 125
     try:
         modname, func = VERBS[verb]
-        module = importlib.import_module(f"minibox.cli.{modname}")
+        # __import__ rather than importlib: importlib itself costs import time.
+        __import__(f"minibox.cli.{modname}")
+        module = sys.modules[f"minibox.cli.{modname}"]
         return getattr(module, func)(args[1:])
     except MiniboxError as err:
         sys.stderr.write(f"minibox: {err.message}\n")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from types import SimpleNamespace
 
 from minibox import explain
-from minibox.cli.flags import FlagParser
+from minibox.cli.flags import FlagParser, Options
 from minibox.cli.main import die_unless_root
 from minibox.errors import MiniboxError
 from minibox.runtime import spec as S
@@ -109,7 +108,7 @@ def _table(path: str) -> list[list[str]]:
         return []
 
 
-def build_spec(opts: SimpleNamespace) -> dict:
+def build_spec(opts: Options) -> dict:
     from minibox.runtime.run import check_rootfs
 
     rootfs = check_rootfs(opts.rootfs)
@@ -169,7 +168,7 @@ def build_spec(opts: SimpleNamespace) -> dict:
     return spec
 
 
-def _resources(spec: dict, opts: SimpleNamespace) -> None:
+def _resources(spec: dict, opts: Options) -> None:
     from minibox.cgroups import limits
 
     res = limits.from_flags(opts)
@@ -239,7 +238,7 @@ def _restart_policy(text: str) -> dict:
     return {"name": name, "max": int(count or 0)}
 
 
-def _name(opts: SimpleNamespace) -> str:
+def _name(opts: Options) -> str:
     if opts.name is None:
         from minibox.cli.main import ROOT
         from minibox.runtime.names import random_name
@@ -293,6 +292,9 @@ def main(argv: list[str], verb: str = "run") -> int:
             spec["process"]["terminal"] = False  # -d without -t: output goes to the log
         options = {"restart": restart, "autoremove": opts.rm, "overlay": opts.overlay}
         cid = container.create(store(), spec, name, options, start=verb == "run")
+        from minibox.cgroups import warm
+
+        warm.reap()
         print(cid)
         return 0
     if restart["name"] != "no":

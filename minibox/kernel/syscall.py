@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from minibox import explain
 from minibox._native import ffi
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections costs import time on the run path
+    from collections.abc import Callable
 
 
 def native(fn: Callable[..., int], args: tuple, call: str, why: str, man: str,

@@ -112,7 +112,6 @@ def _monitor_side(store: Store, cid: str, report: int | None, *, start: bool,
     spec = store.spec(cid)
     res = spec["linux"].get("resources") or {}
     group = Group(cid)
-    group.create(res)
     st = store.load(cid)
     scratch = None
     if st.get("overlay"):
@@ -145,7 +144,7 @@ def _monitor_side(store: Store, cid: str, report: int | None, *, start: bool,
     os.close(null)
     try:
         child = process.spawn(spec, tty_slave=tty.slave if tty else None, scratch=scratch,
-                              group=group)
+                              group=group, resources=res)
     except BaseException:
         group.remove()
         raise

@@ -29,11 +29,12 @@ class Child:
 
 
 def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = None,
-          group: object = None) -> Child:
+          group: object = None, resources: dict | None = None) -> Child:
     """Clone the container's init, set it up from the parent's side, and let it run.
 
-    `group` (a cgroups Group, already created) gets the child before it is released.
-    Returns once the child has exec'd its command or failed trying.
+    `group` (a cgroups Group) is created with `resources` while the child does its
+    first mounts, and gets the child before the child may go on. Returns once the child
+    has exec'd its command or failed trying.
     """
     with_userns = has_namespace(spec, "user")
     report_r, report_w = os.pipe()  # both ends close-on-exec (os.pipe's default)
@@ -68,7 +69,12 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
         else:
             os.close(go_r)
             os.write(go_w, b"G")
-        # The child mounts while we move it into its cgroup; then it may go on.
+        # The child mounts while we make its cgroup and move it in; then it may go on.
+        if group is not None:
+            from minibox.cgroups import warm
+
+            warm.tell()
+            group.create(resources or {})
         try:
             if group is not None:
                 group.add(pid)

@@ -58,7 +58,6 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
     scratch = None
     pty = None
     try:
-        group.create(res)
         if overlay:
             scratch = store.path(cid, "overlay") if store is not None else _scratch_dir()
             os.makedirs(scratch, exist_ok=True)
@@ -68,7 +67,7 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
             pty = Pty()
             spec["process"]["terminal"] = True
         child = process.spawn(spec, tty_slave=pty.slave if pty else None, scratch=scratch,
-                              group=group)
+                              group=group, resources=res)
         target["pid"] = child.pid
         if pty:
             pty.start()
@@ -104,6 +103,9 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
         if pty:
             pty.restore()
         group.remove()
+        from minibox.cgroups import warm
+
+        warm.reap()
         if store is not None:
             store.remove(cid, state)
         elif scratch:

@@ -225,14 +225,14 @@ class _Locked:
         self.store, self.cid, self.st = store, cid, st
 
     def __enter__(self) -> dict:
-        import fcntl
-
         try:
             self.fd = os.open(self.store.path(self.cid, "lock"), os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
             raise MiniboxError(f"No such container: {self.cid}", 1) from None
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            # A POSIX record lock through os.lockf (fcntl(2) F_SETLKW): the fcntl module
+            # would cost an import on the run path for flock(2).
+            os.lockf(self.fd, os.F_LOCK, 0)
             if self.st is None:
                 self.st = self.store.load(self.cid)
         except BaseException:
