@@ -13,13 +13,25 @@ import os
 
 _enabled = False
 _fd = 2
+# Steps taken before the flags are parsed (whether --explain was given is not known
+# yet) wait here, so that they are told in the order they happened.
+_early: list[str] | None = []
 
 
 def enable(fd: int = 2) -> None:
     """Start narrating to file descriptor `fd` (stderr by default)."""
-    global _enabled, _fd
+    global _enabled, _fd, _early
     _enabled = True
     _fd = fd
+    early, _early = _early, None
+    for line in early or []:
+        _write(line)
+
+
+def settle() -> None:
+    """The flags are parsed and --explain was not given: forget the early steps."""
+    global _early
+    _early = None
 
 
 def enabled() -> bool:
@@ -28,9 +40,15 @@ def enabled() -> bool:
 
 def step(call: str, result: object, why: str, man: str) -> None:
     """Report one kernel step: the call as made, its result, why it is needed, the man page."""
-    if not _enabled:
-        return
     line = f"[explain] {call} = {result}\n          why: {why} [{man}]\n"
+    if not _enabled:
+        if _early is not None:
+            _early.append(line)
+        return
+    _write(line)
+
+
+def _write(line: str) -> None:
     try:
         os.write(_fd, line.encode("utf-8", "replace"))
     except OSError:

@@ -187,7 +187,7 @@ def test_explain_userns_names_the_maps(minibox, rootfs):
     r = minibox("--explain", "--userns", rootfs, "true")
     assert r.returncode == 0, r.stderr
     steps = explained_steps(r.stderr)
-    clone = next(s for s in steps if s.startswith("clone("))
+    clone = next(s for s in steps if s.startswith("clone(CLONE_NEW"))
     assert ns_flags(clone) >= NAMESPACE_FLAGS - {"CLONE_NEWCGROUP"} | {"CLONE_NEWUSER"}
     pid = clone.rpartition(" = ")[2]
     maps = [s for s in steps if s.startswith("write /proc/")]

@@ -41,6 +41,11 @@ def start() -> None:
     if not _path:
         return
     pid = os.fork()
+    if pid:
+        from minibox import explain
+
+        explain.step("clone(SIGCHLD)", pid, "fork a helper that re-joins minibox's own cgroup, "
+                     "to start the kernel's wait before any cgroup move", "fork(2)")
     if pid == 0:
         try:
             fd = os.open(_path, os.O_WRONLY | os.O_CLOEXEC)

@@ -263,6 +263,8 @@ def main(argv: list[str], verb: str = "run") -> int:
     opts = p.parse(argv)
     if opts.explain:
         explain.enable()
+    else:
+        explain.settle()
     die_unless_root(verb)
     restart = _restart_policy(opts.restart)
     if restart["name"] != "no" and opts.rm:
