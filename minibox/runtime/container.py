@@ -112,7 +112,9 @@ def _monitor_side(store: Store, cid: str, report: int | None, *, start: bool,
     spec = store.spec(cid)
     res = spec["linux"].get("resources") or {}
     group = Group(cid)
-    st = store.load(cid)
+    with store.locked(cid) as st:
+        # From here on this process makes the container, whatever happens to the CLI.
+        st.update(creatorPid=os.getpid(), creatorStart=proc_start_time(os.getpid()))
     scratch = None
     if st.get("overlay"):
         scratch = store.path(cid, "overlay")
@@ -154,6 +156,20 @@ def _monitor_side(store: Store, cid: str, report: int | None, *, start: bool,
         os.waitpid(child.pid, 0)
         group.remove()
         raise child.error
+    try:
+        _record_started(store, cid, child, restarting)
+    except BaseException:
+        # Removed (rm -f) while we were making it: leave nothing behind.
+        os.kill(child.pid, 9)
+        os.waitpid(child.pid, 0)
+        group.remove()
+        raise
+    if report is not None:
+        _send(report, "ok")
+    _exec_monitor(store, cid, child, out_r, err_r)
+
+
+def _record_started(store: Store, cid: str, child: process.Child, restarting: bool) -> None:
     with store.locked(cid) as cur:
         cur.update(pid=child.pid, pidStart=proc_start_time(child.pid), detached=True,
                    monitorPid=os.getpid(), monitorStart=proc_start_time(os.getpid()),
@@ -163,8 +179,10 @@ def _monitor_side(store: Store, cid: str, report: int | None, *, start: bool,
             cur["startedAt"] = now()
         if restarting:
             cur["restartCount"] = cur.get("restartCount", 0) + 1
-    if report is not None:
-        _send(report, "ok")
+
+
+def _exec_monitor(store: Store, cid: str, child: process.Child, out_r: int,
+                  err_r: int) -> None:
     # The C monitor: log copier and reaper. Our copies of the pipes' write ends (on 1
     # and 2) must go, or the monitor would never see end-of-file; the rest is CLOEXEC.
     null = os.open("/dev/null", os.O_RDWR)
@@ -215,6 +233,13 @@ def finish(store: Store, cid: str, status: int) -> None:
         import time
 
         time.sleep(min(0.1 * 2 ** st.get("restartCount", 0), 60.0))
+        try:
+            with store.locked(cid) as cur:
+                if cur.get("stopRequested"):  # `stop` or `kill` during the back-off
+                    cur["status"] = "stopped"
+                    return
+        except (MiniboxError, OSError):
+            return  # removed meanwhile
         try:
             _monitor_side(store, cid, None, start=True, restarting=True)
         except BaseException as err:  # noqa: BLE001 - record, never crash silently

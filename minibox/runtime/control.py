@@ -24,6 +24,17 @@ def parse_signal(text: str) -> int:
     raise MiniboxError(f"invalid signal: {text}", 1)
 
 
+def _signal_pid(pid: int | None, sig: int) -> None:
+    """kill(2) one process. Never pid 0 or below: kill(0, ...) would signal our own
+    process group, and kill(-1, ...) every process we may signal."""
+    if not pid or pid <= 0:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def _running(store: Store, cid: str) -> dict:
     st = refresh(store.load(cid))
     if st["status"] not in ("running", "paused", "created"):
@@ -35,10 +46,7 @@ def kill(store: Store, cid: str, sig: int = 9) -> None:
     st = _running(store, cid)
     with store.locked(cid) as cur:
         cur["stopRequested"] = True
-    try:
-        os.kill(st["pid"], sig)
-    except ProcessLookupError:
-        pass
+    _signal_pid(st["pid"], sig)
     if st["status"] == "paused" and sig == 9:
         _thaw(cid)  # a frozen task only dies once thawed
 
@@ -78,15 +86,9 @@ def stop(store: Store, cid: str, grace: float = 10.0) -> None:
         cur["stopRequested"] = True
     if st["status"] == "paused":
         _thaw(cid)
-    try:
-        os.kill(st["pid"], 15)
-    except ProcessLookupError:
-        pass
+    _signal_pid(st["pid"], 15)
     if not wait_stopped(store, cid, grace):
-        try:
-            os.kill(st["pid"], 9)
-        except ProcessLookupError:
-            pass
+        _signal_pid(st["pid"], 9)
         wait_stopped(store, cid, 10)
 
 
@@ -141,16 +143,10 @@ def remove(store: Store, cid: str, force: bool = False) -> None:
         if st.get("detached") and alive(st.get("monitorPid"), st.get("monitorStart")):
             # Nothing is left to record: end the C monitor first, so that the init's
             # death does not start a finisher (a Python start) only to be told to go.
-            try:
-                os.kill(st["monitorPid"], 9)
-            except ProcessLookupError:
-                pass
+            _signal_pid(st["monitorPid"], 9)
         if st["status"] == "paused":
             _thaw(cid)
-        try:
-            os.kill(st["pid"], 9)
-        except ProcessLookupError:
-            pass
+        _signal_pid(st["pid"], 9)
         _wait_gone(st["pid"], st.get("pidStart"))
     Group(cid).remove()
     store.remove(cid)
@@ -165,6 +161,14 @@ def _wait_gone(pid: int, start: int | None, timeout: float = 10.0) -> None:
 
 
 def prune(store: Store) -> list[str]:
+    # Half-written directories of a minibox killed while creating (see Store.create).
+    limit = time.time() - 60
+    try:
+        for entry in os.scandir(store.cdir):
+            if entry.name.startswith(".tmp-") and entry.stat().st_mtime < limit:
+                store._rm_tree(entry.path)
+    except FileNotFoundError:
+        pass
     gone = []
     for st in store.all():
         if st["status"] == "stopped":

@@ -48,14 +48,19 @@ def exec_in(store: Store, cid: str, proc: dict, *, tty: bool) -> int:
 
     group = Group(cid)
     pty = None
+    sock = peer = None
     if tty:
+        import socket
+
         from minibox.runtime.tty import Pty
 
-        pty = Pty()
+        sock, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     child = os.fork()
     if child == 0:
         try:
-            _join_and_exec(group, fds, proc, pty.slave if pty else None)
+            if sock is not None:
+                sock.close()
+            _join_and_exec(group, fds, proc, peer)
         except MiniboxError as err:
             os.write(2, f"minibox: {err.message}\n".encode())
             os._exit(err.code)
@@ -64,6 +69,14 @@ def exec_in(store: Store, cid: str, proc: dict, *, tty: bool) -> int:
             os._exit(126)
     for _ns, _path, fd in fds:
         os.close(fd)
+    if sock is not None:
+        peer.close()
+        try:
+            _msg, got, _flags, _addr = socket.recv_fds(sock, 1, 1)
+        finally:
+            sock.close()
+        if got:
+            pty = Pty(master=got[0])
     if pty:
         pty.start()
         try:
@@ -74,12 +87,23 @@ def exec_in(store: Store, cid: str, proc: dict, *, tty: bool) -> int:
     return exit_code(status)
 
 
-def _join_and_exec(group: object, fds: list, proc: dict, tty_slave: int | None) -> None:
+def _join_and_exec(group: object, fds: list, proc: dict, tty_sock: object) -> None:
     group.add(os.getpid(), "the exec'd process joins the container's group first, so its "
                            "limits and accounting apply")
     for ns, path, fd in fds:
         namespaces.setns(fd, _OCI[ns], path)
         os.close(fd)
+    tty_slave = None
+    if tty_sock is not None:
+        # Open the pty now, inside the container's mount namespace: it comes from the
+        # container's own devpts, so `tty` in there can name it (/dev/pts/N). The master
+        # side goes to the CLI over the socket, which relays it (runc's console socket).
+        import socket
+
+        master, tty_slave = os.openpty()
+        socket.send_fds(tty_sock, [b"T"], [master])
+        os.close(master)
+        tty_sock.close()
     grandchild = os.fork()
     if grandchild:
         _, status = os.waitpid(grandchild, 0)

@@ -73,30 +73,38 @@ class Store:
     # -- creation and removal ----------------------------------------------------------
 
     def create(self, cid: str, name: str, state: dict, spec: dict) -> None:
-        """Claim the name, then write the container's directory; nothing half-made stays."""
+        """Write the container's directory whole, then claim its name.
+
+        The directory is filled under a hidden temporary name and renamed into place
+        (rename(2) is atomic), so a minibox killed half-way leaves no half container that
+        `ps` cannot show or `rm` cannot remove; the name is claimed only for a complete
+        container, and given up again if someone else holds it.
+        """
         self.ensure()
-        claimed = False
+        tmp = os.path.join(self.cdir, f".tmp-{cid}")
+        try:
+            # 0711: with --userns, container root (an unprivileged host uid) must be able
+            # to pass through to the overlay mount point kept here.
+            os.mkdir(tmp, 0o711)
+            _write_json(os.path.join(tmp, "config.json"), spec)
+            open(os.path.join(tmp, "lock"), "w").close()
+            _write_json(os.path.join(tmp, "state.json"), state)
+            os.rename(tmp, self.path(cid))
+        except BaseException:
+            self._rm_tree(tmp)
+            raise
         if name:
             try:
                 os.symlink(cid, os.path.join(self.ndir, name))
-                claimed = True
             except FileExistsError:
+                self._rm_dir(cid)
                 other = os.readlink(os.path.join(self.ndir, name))
                 raise MiniboxError(f'Conflict. The container name "/{name}" is already in use by '
                                    f'container "{other}". You have to remove (or rename) that '
                                    "container to be able to reuse that name.", 125) from None
-        try:
-            # 0711: with --userns, container root (an unprivileged host uid) must be able
-            # to pass through to the overlay mount point kept here.
-            os.mkdir(self.path(cid), 0o711)
-            _write_json(self.path(cid, "config.json"), spec)
-            open(self.path(cid, "lock"), "w").close()
-            _write_json(self.path(cid, "state.json"), state)
-        except BaseException:
-            self._rm_dir(cid)
-            if claimed:
-                _unlink(os.path.join(self.ndir, name))
-            raise
+            except BaseException:
+                self._rm_dir(cid)
+                raise
 
     def remove(self, cid: str, st: dict | None = None) -> None:
         """Remove the container's directory and its name claim (`st`: its state, if the
@@ -113,9 +121,12 @@ class Store:
                 pass
 
     def _rm_dir(self, cid: str) -> None:
+        self._rm_tree(self.path(cid))
+
+    @staticmethod
+    def _rm_tree(top: str) -> None:
         """The directory holds a few files and at most one empty directory (the overlay
         mount point): no need for shutil, which costs more to import than this takes."""
-        top = self.path(cid)
         try:
             entries = list(os.scandir(top))
         except FileNotFoundError:

@@ -17,10 +17,15 @@ import tty
 
 
 class Pty:
-    def __init__(self) -> None:
-        self.master, self.slave = os.openpty()
+    def __init__(self, master: int | None = None) -> None:
+        """A new pty; or, given `master`, the master side of one opened elsewhere (exec
+        opens it inside the container, so the container can name its terminal)."""
+        if master is None:
+            self.master, self.slave = os.openpty()
+            os.set_inheritable(self.slave, False)
+        else:
+            self.master, self.slave = master, None
         self._saved: list | None = None
-        os.set_inheritable(self.slave, False)
         self.copy_winsize()
 
     def copy_winsize(self, *_args: object) -> None:
@@ -32,7 +37,8 @@ class Pty:
 
     def start(self) -> None:
         """After the child has the slave: close our copy, go raw, follow the window size."""
-        os.close(self.slave)
+        if self.slave is not None:
+            os.close(self.slave)
         if os.isatty(0):
             self._saved = termios.tcgetattr(0)
             tty.setraw(0)
