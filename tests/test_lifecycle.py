@@ -892,15 +892,13 @@ def test_ps_is_honest_while_a_killed_clis_container_is_still_being_made(box, roo
     seen: dict[str, tuple[str | None, str | None, int]] = {}
     for name in ("slow0", "slow1"):
         before = set(box.dirs())
-        group_dir: list[str] = []
+        tail = " ".join(box.argv("run", "-d", "--name", name, rootfs, "sleep", "1000")[1:])
 
-        def forked(before: set[str] = before, group_dir: list[str] = group_dir) -> bool:
-            if not group_dir:
-                new = set(box.dirs()) - before
-                if not new:
-                    return False
-                group_dir.append(Group(new.pop()).dirs[0])
-            return os.path.isdir(group_dir[0])
+        def forked(before: set[str] = before, tail: str = tail) -> bool:
+            """The container's directory exists and the CLI has forked its maker."""
+            if not set(box.dirs()) - before:
+                return False
+            return len([p for p in pids() if cmdline(p).endswith(tail)]) >= 2
 
         cli = _kill_cli_when(box, name, rootfs, forked)
         tail = " ".join(cli.args[1:])

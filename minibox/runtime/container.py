@@ -15,7 +15,7 @@ import sys
 from minibox import explain
 from minibox.errors import MiniboxError
 from minibox.runtime import process
-from minibox.runtime.state import Store, now, proc_start_time
+from minibox.runtime.state import Store, hold_creation, now, proc_start_time
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MONITOR = os.path.join(_PKG, "minibox-monitor")  # csrc/monitor.c
@@ -46,9 +46,14 @@ def create(store: Store, spec: dict, name: str, options: dict, *, start: bool) -
     cid = spec["annotations"]["minibox.id"]
     res = spec["linux"].get("resources") or {}
     Group(cid).check(res)
-    store.create(cid, name, new_state(spec, name, options), spec)
+    state = new_state(spec, name, options)
+    state["creatorLock"] = store.path(cid, "creator")
+    lock = store.create(cid, name, state, spec)
     try:
-        _launch(store, cid, start=start)
+        try:
+            _launch(store, cid, start=start)
+        finally:
+            os.close(lock)
     except BaseException:
         _undo(store, cid)
         raise
@@ -278,9 +283,14 @@ def start(store: Store, cid: str) -> None:
         return
     if status in ("running", "paused", "restarting"):
         return  # docker: starting a running container is not an error
-    with store.locked(cid) as cur:
-        cur.update(status="creating", stopRequested=False)
-    _launch(store, cid, start=True)
+    lock = hold_creation(store.path(cid, "creator"))
+    try:
+        with store.locked(cid) as cur:
+            cur.update(status="creating", stopRequested=False,
+                       creatorLock=store.path(cid, "creator"))
+        _launch(store, cid, start=True)
+    finally:
+        os.close(lock)
 
 
 def _open_fifo(store: Store, cid: str) -> None:

@@ -161,14 +161,6 @@ def _wait_gone(pid: int, start: int | None, timeout: float = 10.0) -> None:
 
 
 def prune(store: Store) -> list[str]:
-    # Half-written directories of a minibox killed while creating (see Store.create).
-    limit = time.time() - 60
-    try:
-        for entry in os.scandir(store.cdir):
-            if entry.name.startswith(".tmp-") and entry.stat().st_mtime < limit:
-                store._rm_tree(entry.path)
-    except FileNotFoundError:
-        pass
     gone = []
     for st in store.all():
         if st["status"] == "stopped":

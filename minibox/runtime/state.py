@@ -62,17 +62,26 @@ class Store:
         self.root = root
         self.cdir = os.path.join(root, "containers")
         self.ndir = os.path.join(root, "names")
+        self.tdir = os.path.join(root, "tmp")
 
     def ensure(self) -> None:
-        os.makedirs(self.cdir, mode=0o711, exist_ok=True)
-        os.makedirs(self.ndir, mode=0o711, exist_ok=True)
+        for d in (self.cdir, self.ndir, self.tdir):
+            os.makedirs(d, mode=0o711, exist_ok=True)
+
+    def _sweep_tmp(self) -> None:
+        """Remove what a minibox killed while writing a new container left in tmp/ (each
+        entry is named ID.PID after the process that wrote it)."""
+        for entry in os.scandir(self.tdir):
+            pid = entry.name.rpartition(".")[2]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                self._rm_tree(entry.path)
 
     def path(self, cid: str, name: str = "") -> str:
         return os.path.join(self.cdir, cid, name)
 
     # -- creation and removal ----------------------------------------------------------
 
-    def create(self, cid: str, name: str, state: dict, spec: dict) -> None:
+    def create(self, cid: str, name: str, state: dict, spec: dict) -> int | None:
         """Write the container's directory whole, then claim its name.
 
         The directory is filled under a hidden temporary name and renamed into place
@@ -81,18 +90,35 @@ class Store:
         container, and given up again if someone else holds it.
         """
         self.ensure()
-        tmp = os.path.join(self.cdir, f".tmp-{cid}")
+        self._sweep_tmp()
+        tmp = os.path.join(self.tdir, f"{cid}.{os.getpid()}")
+        lock = None
         try:
             # 0711: with --userns, container root (an unprivileged host uid) must be able
             # to pass through to the overlay mount point kept here.
             os.mkdir(tmp, 0o711)
+            # Locked before the directory is visible, so that no moment exists when the
+            # container is "creating" and nobody holds its creation lock.
+            lock = hold_creation(os.path.join(tmp, "creator")) if state.get(
+                "creatorLock") else None
             _write_json(os.path.join(tmp, "config.json"), spec)
             open(os.path.join(tmp, "lock"), "w").close()
             _write_json(os.path.join(tmp, "state.json"), state)
             os.rename(tmp, self.path(cid))
         except BaseException:
+            if lock is not None:
+                os.close(lock)
             self._rm_tree(tmp)
             raise
+        try:
+            self._claim(cid, name)
+        except BaseException:
+            if lock is not None:
+                os.close(lock)
+            raise
+        return lock
+
+    def _claim(self, cid: str, name: str) -> None:
         if name:
             try:
                 os.symlink(cid, os.path.join(self.ndir, name))
@@ -259,11 +285,44 @@ class _Locked:
             os.close(self.fd)
 
 
+def hold_creation(path: str) -> int:
+    """Take the creation lock of a container that other processes will finish making.
+
+    flock(2) locks belong to the open file, which fork(2) shares: the CLI takes it, the
+    forked process that goes on to make the container holds it too, and it is released
+    only when the last of them closes it (the monitor's exec) or dies. So "is someone
+    still making this container?" has a true answer, whoever was killed.
+    """
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _creation_abandoned(st: dict) -> bool:
+    lock = st.get("creatorLock")
+    if not lock:  # a foreground run: its creator is the CLI itself
+        return not alive(st.get("creatorPid"), st.get("creatorStart"))
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def refresh(st: dict) -> dict:
     """Tell the truth even if the monitor died: a running/paused container whose init is
     gone is stopped (the exit code then is unknown)."""
-    if st.get("status") == "creating" and not alive(st.get("creatorPid"),
-                                                    st.get("creatorStart")):
+    if st.get("status") == "creating" and _creation_abandoned(st):
         return dict(st, status="stopped", pid=0, exitCode=st.get("exitCode") or 255,
                     error="minibox was killed while creating this container")
     if st.get("status") in ("running", "paused", "created") and st.get("pid"):
