@@ -31,7 +31,7 @@ def build(target: str, busybox: str = BUSYBOX) -> None:
             raise MiniboxError(f"{busybox} is dynamically linked: apt-get install busybox-static")
     os.makedirs(target, exist_ok=True)
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys/fs/cgroup", "dev", "root",
-              "home/student", "var/log", "run", "tmp"):
+              "home/student", "var/log", "run", "tmp", "mnt"):
         os.makedirs(os.path.join(target, d), exist_ok=True)
     os.chmod(os.path.join(target, "tmp"), 0o1777)
     os.chmod(os.path.join(target, "root"), 0o700)
