@@ -41,11 +41,6 @@ def start() -> None:
     if not _path:
         return
     pid = os.fork()
-    if pid:
-        from minibox import explain
-
-        explain.step("clone(SIGCHLD)", pid, "fork a helper that re-joins minibox's own cgroup, "
-                     "to start the kernel's wait before any cgroup move", "fork(2)")
     if pid == 0:
         try:
             fd = os.open(_path, os.O_WRONLY | os.O_CLOEXEC)
@@ -54,6 +49,14 @@ def start() -> None:
             pass  # only an optimisation: the real move works without it
         os._exit(0)
     _pid = pid
+    _narrate_fork()
+
+
+def _narrate_fork() -> None:
+    from minibox import explain
+
+    explain.step("clone(SIGCHLD)", _pid, "fork a helper that re-joins minibox's own cgroup, "
+                 "to start the kernel's wait before any cgroup move", "fork(2)")
 
 
 def tell() -> None:
