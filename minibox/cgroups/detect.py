@@ -84,18 +84,13 @@ def _read() -> Layout:
     return layout
 
 
-def own_groups() -> list[str]:
-    """The lines of /proc/self/cgroup (read once per lookup of many hierarchies)."""
-    with open("/proc/self/cgroup") as f:
-        return f.read().splitlines()
-
-
-def own_group(hierarchy: str, lines: list[str] | None = None) -> str:
+def own_group(hierarchy: str) -> str:
     """The caller's own group in one hierarchy (a v1 controller name, or '' for v2)."""
-    for line in lines if lines is not None else own_groups():
-        _id, ctrls, path = line.split(":", 2)
-        if hierarchy == "" and ctrls == "" and _id == "0":
-            return path
-        if hierarchy and hierarchy in ctrls.split(","):
-            return path
+    with open("/proc/self/cgroup") as f:
+        for line in f.read().splitlines():
+            _id, ctrls, path = line.split(":", 2)
+            if hierarchy == "" and ctrls == "" and _id == "0":
+                return path
+            if hierarchy and hierarchy in ctrls.split(","):
+                return path
     return "/"

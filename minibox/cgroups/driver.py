@@ -15,14 +15,7 @@ import time
 
 from minibox import explain
 from minibox.cgroups import fs
-from minibox.cgroups.detect import (
-    CONTROLLERS,
-    V2_NAMES,
-    Layout,
-    detect,
-    own_group,
-    own_groups,
-)
+from minibox.cgroups.detect import CONTROLLERS, V2_NAMES, Layout, detect, own_group
 from minibox.errors import MiniboxError
 
 PARENT = "minibox"
@@ -72,12 +65,11 @@ class Group:
 
     def _locate(self) -> None:
         lay = self.layout
-        lines = own_groups()
         for ctrl, mnt in lay.v1.items():
-            base = mnt + own_group(ctrl, lines).rstrip("/")
+            base = mnt + own_group(ctrl).rstrip("/")
             self.v1_dirs[ctrl] = f"{base}/{PARENT}/{self.cid}"
         if lay.unified and (lay.kind == "v2" or lay.v2_controllers):
-            self.v2_dir = f"{lay.unified}{own_group('', lines).rstrip('/')}/{PARENT}/{self.cid}"
+            self.v2_dir = f"{lay.unified}{own_group('').rstrip('/')}/{PARENT}/{self.cid}"
 
     @property
     def dirs(self) -> list[str]:

@@ -114,6 +114,13 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
             rfs.populate_dev(root, in_userns,
                              os.ttyname(tty_fd) if tty_fd is not None else None,
                              spec["linux"].get("devices"))
+    go.wait_joined()
+    if has_namespace(spec, "cgroup"):
+        # Only now: the namespace's root is the cgroup the process is in at unshare time.
+        namespaces.unshare(["cgroup"])
+    if has_namespace(spec, "mnt"):
+        for entry in later:
+            rfs.mount_one(root, entry, in_userns)
         rfs.pivot(root)
         if spec["root"].get("readonly"):
             rfs.remount_readonly("/", "--read-only: the container's root filesystem is read-only")
@@ -124,15 +131,6 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
     if has_namespace(spec, "mnt"):
         rfs.mask_paths(spec["linux"].get("maskedPaths", []),
                        spec["linux"].get("readonlyPaths", []))
-
-    # All of the above ran while the parent made the cgroup and moved us into it.
-    go.wait_joined()
-    if has_namespace(spec, "cgroup"):
-        # Only now: the namespace's root is the cgroup the process is in at unshare time.
-        namespaces.unshare(["cgroup"])
-    if has_namespace(spec, "mnt"):
-        for entry in later:
-            rfs.mount_one("/", entry, in_userns)
 
     if tty_fd is not None:
         process.take_terminal(tty_fd)
