@@ -20,6 +20,7 @@ import os
 _pid = 0
 _path = ""
 _told = False
+_keep_fd = -1  # the launcher's helper keeps the lock warm until this pipe closes
 
 
 def _own_procs_file() -> str:
@@ -36,7 +37,15 @@ def _own_procs_file() -> str:
 
 
 def start() -> None:
-    global _pid, _path
+    global _pid, _path, _keep_fd
+    given = os.environ.pop("MINIBOX_WARM", "")
+    if given:
+        # The C launcher (csrc/launcher.c) forked the helper before Python started.
+        pid, fd, _path = given.split(":", 2)
+        _pid, _keep_fd = int(pid), int(fd)
+        os.set_inheritable(_keep_fd, False)
+        _narrate_fork()
+        return
     _path = _own_procs_file()
     if not _path:
         return
@@ -72,8 +81,17 @@ def tell() -> None:
                  "before a cgroup move then overlaps with loading minibox", "cgroups(7)")
 
 
+def release() -> None:
+    """The container has been moved: the launcher's helper may stop and exit."""
+    global _keep_fd
+    if _keep_fd >= 0:
+        os.close(_keep_fd)
+        _keep_fd = -1
+
+
 def reap() -> None:
     global _pid
+    release()
     if _pid:
         try:
             os.waitpid(_pid, 0)

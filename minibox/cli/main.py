@@ -128,12 +128,22 @@ def _silence_stdout() -> None:
     os.close(null)
 
 
+def _name_process() -> None:
+    """Show as `minibox` in ps and /proc/PID/comm, not as the interpreter that runs it."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write("minibox")
+    except OSError:
+        pass
+
+
 def entry() -> None:
     """The console script: run, flush, and leave without interpreter teardown.
 
     Finalising the interpreter (module and object cleanup) costs about as much as
     creating the container; nothing minibox holds needs it, so exit at once.
     """
+    _name_process()
     code = main()
     try:
         sys.stdout.flush()

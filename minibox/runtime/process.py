@@ -78,6 +78,7 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
         try:
             if group is not None:
                 group.add(pid)
+                warm.release()
             if with_userns:
                 go_parent.send(b"J")
             else:
