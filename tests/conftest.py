@@ -631,16 +631,21 @@ class Container:
         self.init = processes()[self.pid]
 
     def _find_init(self, timeout: float = 10) -> int:
-        """The cloned child, once it has exec'd the command (its exe is no longer python)."""
+        """The cloned child, once it has exec'd the command (its exe is no longer python).
+
+        The launcher's short-lived cgroup-lock helper (csrc/launcher.c) is a child too;
+        its exe is the launcher itself, so it is passed over as well. Right after Popen
+        the launcher may not have exec'd Python yet, so both are named up front.
+        """
         deadline = time.monotonic() + timeout
-        python = os.readlink(f"/proc/{self.proc.pid}/exe")
+        ours = {os.path.realpath(MINIBOX), os.path.realpath(REPO / ".venv" / "bin" / "python")}
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 out, err = self.proc.communicate()
                 pytest.fail(f"minibox ended early ({self.proc.returncode}):\n{out}{err}")
             for pid in children_of(self.proc.pid):
                 try:
-                    if os.readlink(f"/proc/{pid}/exe") != python:
+                    if os.readlink(f"/proc/{pid}/exe") not in ours:
                         return pid
                 except OSError:
                     pass
