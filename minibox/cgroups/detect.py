@@ -84,13 +84,21 @@ def _read() -> Layout:
     return layout
 
 
+_OWN: list[tuple[str, list[str], str]] = []
+
+
 def own_group(hierarchy: str) -> str:
     """The caller's own group in one hierarchy (a v1 controller name, or '' for v2)."""
-    with open("/proc/self/cgroup") as f:
-        for line in f.read().splitlines():
-            _id, ctrls, path = line.split(":", 2)
-            if hierarchy == "" and ctrls == "" and _id == "0":
-                return path
-            if hierarchy and hierarchy in ctrls.split(","):
-                return path
+    # Read once per process: minibox never moves itself, and a container asks for
+    # a dozen hierarchies (cgroups(7), "/proc/[pid]/cgroup").
+    if not _OWN:
+        with open("/proc/self/cgroup") as f:
+            for line in f.read().splitlines():
+                _id, ctrls, path = line.split(":", 2)
+                _OWN.append((_id, ctrls.split(","), path))
+    for _id, ctrls, path in _OWN:
+        if hierarchy == "" and ctrls == [""] and _id == "0":
+            return path
+        if hierarchy and hierarchy in ctrls:
+            return path
     return "/"
