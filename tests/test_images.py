@@ -362,6 +362,13 @@ def test_commit_round_trip_with_whiteouts(data_root, bb, tmp_path):
             names = tf.getnames()
         assert "etc/.wh.group" in names and "home/.wh..wh..opq" in names
         assert "added" in names
+        # The layer dir made while writing the blob is what unpacking the blob gives.
+        again = tmp_path / "again"
+        again.mkdir()
+        with st.open_blob(img.layers[1][0]) as f:
+            layer.apply(f, str(again))
+        assert tree_of(str(again)) == tree_of(img.layer_dirs()[1])
+        assert os.getxattr(again / "home", "trusted.overlay.opaque") == b"y"
         # Run it: the changes are there, the deleted file is gone.
         assert ok(mb(data_root, "run", "bb:committed")) == "new\n"
         out = ok(mb(data_root, "run", "bb:committed", "sh", "-c",

@@ -261,10 +261,12 @@ class Store:
                 hw = layer.HashingWriter(out)
                 gz = gzip.GzipFile(fileobj=hw, mode="wb", compresslevel=layer.GZIP_LEVEL,
                                    mtime=0)
+                bg = layer.BackgroundWriter(gz)
                 try:
-                    applied = layer.apply(src, stage, what=what, tee=gz,  # type: ignore
+                    applied = layer.apply(src, stage, what=what, tee=bg,  # type: ignore
                                           progress=progress)
                 finally:
+                    bg.close()
                     gz.close()
             digest = "sha256:" + hw.sha.hexdigest()
             os.chmod(blob, 0o644)
@@ -284,15 +286,24 @@ class Store:
         from minibox.image import layer
 
         blob = self.tmp_path("blob")
+        stage = self.tmp_path("layer")
         try:
+            os.mkdir(stage, 0o755)
             with open(blob, "wb") as out:
-                digest, diff_id, size = layer.write_layer(src, out, progress)
+                stats: dict = {}
+                digest, diff_id, size = layer.write_layer(src, out, progress, mirror=stage,
+                                                          stats=stats)
             os.chmod(blob, 0o644)
             os.rename(blob, self.blob_path(digest))
+            st = os.stat(src)
+            os.chown(stage, st.st_uid, st.st_gid)
+            os.chmod(stage, st.st_mode & 0o7777)
+            self._adopt_layer(stage, diff_id, {"blob": digest, "media_type": OCI_LAYER_GZIP,
+                                               "size": stats["tar_size"]})
         except BaseException:
             _rm(blob)
+            _rm(stage)
             raise
-        self.ensure_layer(digest, diff_id, OCI_LAYER_GZIP)
         return digest, diff_id, size
 
     def _adopt_layer(self, stage: str, diff_id: str, info: dict) -> str:
