@@ -458,6 +458,8 @@ def _add_tree(tf: tarfile.TarFile, top: str, progress: object,
                     os.mknod(copy, stat.S_IFCHR, os.makedev(0, 0))
                 continue
             ti = _tarinfo(path, relpath, st, inodes)
+            if ti is None:
+                continue
             if ti.isreg():
                 with open(path, "rb") as f:
                     if copy:
@@ -516,7 +518,7 @@ def _is_opaque(path: str) -> bool:
 
 
 def _tarinfo(path: str, rel: str, st: os.stat_result,
-             inodes: dict[tuple[int, int], str]) -> tarfile.TarInfo:
+             inodes: dict[tuple[int, int], str]) -> tarfile.TarInfo | None:
     ti = tarfile.TarInfo(rel)
     ti.mode = stat.S_IMODE(st.st_mode)
     ti.uid, ti.gid = st.st_uid, st.st_gid
@@ -544,7 +546,7 @@ def _tarinfo(path: str, rel: str, st: os.stat_result,
     elif stat.S_ISFIFO(mode):
         ti.type = tarfile.FIFOTYPE
     else:
-        raise MiniboxError(f"cannot put {path} in a layer: it is a socket or unknown file")
+        return None  # a socket: meaningless in an image (tar(1) skips them too)
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
