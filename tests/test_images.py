@@ -641,3 +641,32 @@ def test_umoci_unpacks_a_committed_image(data_root, bb, tmp_path):
     assert (root / "added").read_text() == "a\n" and (root / "bin" / "busybox").is_file()
     assert not (root / "etc" / "group").exists() and (root / "etc" / "passwd").exists()
     assert sorted(os.listdir(root / "home")) == ["only"]
+
+
+def test_layer_keeps_owners_modes_mtimes_and_xattrs(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        def add(name, kind=tarfile.REGTYPE, mode=0o644, uid=0, gid=0, data=b"", pax=None):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode, ti.uid, ti.gid, ti.mtime = kind, mode, uid, gid, 1600000000
+            ti.size = len(data) if kind == tarfile.REGTYPE else 0
+            if pax:
+                ti.pax_headers = pax
+            tf.addfile(ti, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        add("suid", mode=0o4755, uid=1000, gid=1000, data=b"x")
+        add("shared", tarfile.DIRTYPE, mode=0o2775, gid=50)
+        add("shared/f", mode=0o640)
+        add("ro", mode=0o444, data=b"r")
+        add("attr", data=b"a", pax={"SCHILY.xattr.user.colour": "blue"})
+    dest = tmp_path / "l"
+    dest.mkdir()
+    layer.apply(io.BytesIO(buf.getvalue()), str(dest))
+    st = os.lstat(dest / "suid")
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o4755, 1000, 1000)
+    st = os.lstat(dest / "shared")
+    assert (st.st_mode & 0o7777, st.st_gid, int(st.st_mtime)) == (0o2775, 50, 1600000000)
+    st = os.lstat(dest / "shared" / "f")
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 0, 0)
+    assert os.lstat(dest / "ro").st_mode & 0o7777 == 0o444
+    assert int(os.lstat(dest / "ro").st_mtime) == 1600000000
+    assert os.getxattr(dest / "attr", "user.colour") == b"blue"
