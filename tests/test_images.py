@@ -285,6 +285,16 @@ def test_run_image_applies_config(data_root, bb):
     assert " / / " in mi and "overlay" in mi and st.image(bb).layer_dirs()[0] in mi
 
 
+def test_run_image_with_read_only_and_volume(data_root, bb, tmp_path):
+    r = mb(data_root, "run", "--read-only", bb, "touch", "/x")
+    assert r.returncode == 1 and "Read-only file system" in r.stderr
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / "in").write_text("host\n")
+    out = ok(mb(data_root, "run", "-v", f"{tmp_path / 'vol'}:/mnt/vol", bb,
+                "sh", "-c", "cat /mnt/vol/in; echo c > /mnt/vol/out"))
+    assert out == "host\n" and (tmp_path / "vol" / "out").read_text() == "c\n"
+
+
 def test_run_image_entrypoint(data_root, bb):
     ok(mb(data_root, "import", ROOTFS, "ep", "-c", 'ENTRYPOINT ["echo", "ep:"]',
           "-c", 'CMD ["default"]'))
