@@ -335,6 +335,10 @@ def test_run_path_rule_and_errors(data_root, bb, tmp_path):
     # An existing directory named like an image is a rootfs path; so is ./x or x/.
     r = mb(data_root, "run", "rootfs", "echo", "dir")
     assert ok(r) == "dir\n"
+    # By short id and by name@digest too (the store's full lookup, not the quick one).
+    img = Store(data_root).image(bb)
+    assert ok(mb(data_root, "run", img.short_id, "echo", "by-id")) == "by-id\n"
+    assert ok(mb(data_root, "run", f"bb@{img.manifest_digest}", "echo", "d")) == "d\n"
     err = one_line_error(mb(data_root, "run", "nosuchimage"))
     assert "Unable to find image 'nosuchimage'" in err
     err = one_line_error(mb(data_root, "run", "Not:Valid:Ref", "true"))
