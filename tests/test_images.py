@@ -684,3 +684,19 @@ def test_layer_keeps_owners_modes_mtimes_and_xattrs(tmp_path):
     assert os.lstat(dest / "ro").st_mode & 0o7777 == 0o444
     assert int(os.lstat(dest / "ro").st_mtime) == 1600000000
     assert os.getxattr(dest / "attr", "user.colour") == b"blue"
+
+
+def test_images_all_shows_intermediate_images(data_root, bb):
+    ok(mb(data_root, "create", "--name", "mid", bb, "touch", "/f"))
+    try:
+        ok(mb(data_root, "start", "mid"))
+        ok(mb(data_root, "wait", "mid"))
+        ok(mb(data_root, "commit", "mid", "child"))
+    finally:
+        ok(mb(data_root, "rm", "-f", "mid"))
+    old = Store(data_root).image(bb).short_id
+    ok(mb(data_root, "import", ROOTFS, "bb"))  # the name moves: the old bb is untagged
+    assert old not in ok(mb(data_root, "images", "-q"))  # a parent: hidden by default
+    assert old in ok(mb(data_root, "images", "-a", "-q")).split()
+    rows = ok(mb(data_root, "images", "-a")).splitlines()
+    assert any(r.startswith("<none>") and old in r for r in rows)
