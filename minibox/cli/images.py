@@ -13,6 +13,15 @@ from minibox.errors import MiniboxError
 from minibox.image.store import Image, Store
 
 
+def _explain(opts: object) -> None:
+    from minibox import explain
+
+    if getattr(opts, "explain", False):
+        explain.enable()
+    else:
+        explain.settle()
+
+
 def image_store() -> Store:
     return Store()  # the data root: --data-root, MINIBOX_DATA_ROOT, or /var/lib/minibox
 
@@ -132,7 +141,9 @@ def import_(argv: list[str]) -> int:
           help='Dockerfile instruction for the config, e.g. -c "CMD [\\"sh\\"]"')
     p.add("-m", "--message", default="", help="commit message for the history row")
     p.add("--platform", help="accepted for docker compatibility (linux/<this machine>)")
+    p.add("--explain", kind="bool", help="tell each step that changes the store")
     o = p.parse(argv)
+    _explain(o)
     die_unless_root("import")
     if len(o.ref) > 1:
         raise MiniboxError(f"import takes at most one reference, got {' '.join(o.ref)}")
@@ -478,7 +489,9 @@ def rmi(argv: list[str]) -> int:
     p.add("-f", "--force", kind="bool",
           help="untag every name and delete, even if a stopped container uses it")
     p.add("--no-prune", kind="bool", help="accepted for docker compatibility")
+    p.add("--explain", kind="bool", help="tell each step that changes the store")
     o = p.parse(argv)
+    _explain(o)
     st = image_store()
     code = 0
     for ref in [o.image] + o.more:
@@ -566,7 +579,9 @@ def commit(argv: list[str]) -> int:
           help="Dockerfile instruction to apply to the config")
     p.add("-p", "--pause", default="true",
           help="freeze the container while committing (true|false)")
+    p.add("--explain", kind="bool", help="tell each step that changes the store")
     o = p.parse(argv)
+    _explain(o)
     die_unless_root("commit")
     if len(o.ref) > 1:
         raise MiniboxError("commit takes at most one reference")
