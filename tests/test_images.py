@@ -239,6 +239,16 @@ def test_import_dir_and_tar_give_the_same_layer(tmp_path, data_root):
     assert os.listdir(st.tmp) == []
 
 
+def test_import_explains_what_enters_the_store(data_root):
+    r = mb(data_root, "import", "--explain", ROOTFS, "ex")
+    assert r.returncode == 0
+    lines = [x for x in r.stderr.splitlines() if x.startswith("[explain]")]
+    assert any(f'{data_root}/layers/' in x and x.startswith('[explain] rename("') for x in lines)
+    assert any(f'"{data_root}/refs.json") = 0' in x for x in lines)
+    r = mb(data_root, "rmi", "--explain", "ex")
+    assert r.returncode == 0 and "[recursive] = 0" in r.stderr
+
+
 def test_import_from_stdin_and_bad_sources(tmp_path, data_root):
     data = make_tar([("bin", "dir", None), ("bin/hello", "file", "hi")], "zstd")
     iid = ok(mb(data_root, "import", "-", "x", input=data)).strip()
