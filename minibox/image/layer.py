@@ -156,7 +156,14 @@ def apply(src: str | IO[bytes], dest: str, compression: str = "auto",
             h.drain()  # the tar's end padding, part of what the diff_id covers
         except (EOFError, tarfile.ReadError, OSError, ValueError) as err:
             if isinstance(err, OSError) and err.filename:
-                raise
+                real = os.path.realpath(dest)
+                where = str(err.filename)
+                if where.startswith(real + "/"):
+                    where = where[len(real) + 1:]
+                hint = (" (the archive contradicts itself, e.g. a file used as a directory)"
+                        if err.errno in (17, 20) else "")  # EEXIST, ENOTDIR
+                raise MiniboxError(f'{what}: cannot create "{where}": {err.strerror}{hint}'
+                                   ) from None
             raise MiniboxError(f"{what}: not a valid tar archive ({_reason(err)})") from None
         return Applied(h.digest(), h.size)
     finally:
