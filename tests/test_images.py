@@ -489,6 +489,8 @@ def test_images_listing_filters_and_formats(data_root, bb):
     assert len(out) == 2 and out[1].startswith("bb ")
     out = ok(mb(data_root, "images", "--filter", "reference=*/*/second")).splitlines()
     assert len(out) == 2 and out[1].startswith("localhost:5000/team/second ")
+    out = ok(mb(data_root, "images", "-f", "reference=bb", "-f", "reference=second")).splitlines()
+    assert sorted(line.split()[0] for line in out[1:]) == ["bb", "second"]
     out = ok(mb(data_root, "images", "-f", "label=team=red")).splitlines()
     assert {line.split()[0] for line in out[1:]} == {"second", "localhost:5000/team/second"}
     out = ok(mb(data_root, "images", "-f", "label=team")).splitlines()

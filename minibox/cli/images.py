@@ -217,12 +217,15 @@ def _match_filters(img: Image, name: str | None, filters: dict[str, list[str]],
                    st: Store) -> bool:
     import fnmatch
 
-    for pattern in filters.get("reference", []):
+    patterns = filters.get("reference", [])
+    if patterns:
+        # docker matches the familiar name, with and without the tag (path.Match); several
+        # reference filters are alternatives (label filters, below, must all hold).
         if name is None:
             return False
         repo, _ = _split_ref(name)
-        # docker matches the familiar name, with and without the tag (path.Match).
-        if not (fnmatch.fnmatchcase(repo, pattern) or fnmatch.fnmatchcase(name, pattern)):
+        if not any(fnmatch.fnmatchcase(repo, p) or fnmatch.fnmatchcase(name, p)
+                   for p in patterns):
             return False
     for value in filters.get("dangling", []):
         if (value == "true") != (not img.refs):
