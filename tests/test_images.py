@@ -487,6 +487,8 @@ def test_images_listing_filters_and_formats(data_root, bb):
     assert len(ok(mb(data_root, "images", "-q")).split()) == 2
     out = ok(mb(data_root, "images", "--filter", "reference=bb")).splitlines()
     assert len(out) == 2 and out[1].startswith("bb ")
+    out = ok(mb(data_root, "images", "--filter", "reference=*")).splitlines()
+    assert sorted(line.split()[0] for line in out[1:]) == ["bb", "second"]  # * stops at /
     out = ok(mb(data_root, "images", "--filter", "reference=*/*/second")).splitlines()
     assert len(out) == 2 and out[1].startswith("localhost:5000/team/second ")
     out = ok(mb(data_root, "images", "-f", "reference=bb", "-f", "reference=second")).splitlines()

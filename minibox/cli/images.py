@@ -213,10 +213,17 @@ def _intermediates(imgs: list[Image]) -> set[str]:
     return {img.parent for img in imgs if img.parent}
 
 
-def _match_filters(img: Image, name: str | None, filters: dict[str, list[str]],
-                   st: Store) -> bool:
+def _path_match(pattern: str, name: str) -> bool:
+    """Go's path.Match: shell patterns where * and ? never cross a "/"."""
     import fnmatch
 
+    pp, np = pattern.split("/"), name.split("/")
+    return len(pp) == len(np) and all(fnmatch.fnmatchcase(n, p)
+                                      for p, n in zip(pp, np, strict=True))
+
+
+def _match_filters(img: Image, name: str | None, filters: dict[str, list[str]],
+                   st: Store) -> bool:
     patterns = filters.get("reference", [])
     if patterns:
         # docker matches the familiar name, with and without the tag (path.Match); several
@@ -224,8 +231,7 @@ def _match_filters(img: Image, name: str | None, filters: dict[str, list[str]],
         if name is None:
             return False
         repo, _ = _split_ref(name)
-        if not any(fnmatch.fnmatchcase(repo, p) or fnmatch.fnmatchcase(name, p)
-                   for p in patterns):
+        if not any(_path_match(p, repo) or _path_match(p, name) for p in patterns):
             return False
     for value in filters.get("dangling", []):
         if (value == "true") != (not img.refs):
