@@ -714,3 +714,21 @@ def test_images_all_shows_intermediate_images(data_root, bb):
     assert old in ok(mb(data_root, "images", "-a", "-q")).split()
     rows = ok(mb(data_root, "images", "-a")).splitlines()
     assert any(r.startswith("<none>") and old in r for r in rows)
+
+
+def test_run_rootfs_loads_nothing_of_images(data_root, bb):
+    """`run ROOTFS` stays on the fast path: no image module, no json, no re; `run IMAGE`
+    with a plain name loads the lookup it needs but not the store module."""
+    def modules(*args):
+        code = "from minibox.cli import main; import sys; main.main(sys.argv[1:])"
+        r = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-X", "importtime", "-c",
+                            code, *args], capture_output=True, text=True, cwd=REPO,
+                           env=dict(os.environ, MINIBOX_DATA_ROOT=data_root))
+        assert r.returncode == 0, r.stderr[-2000:]
+        return {line.split("|")[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}
+    plain = modules("run", str(ROOTFS), "true")
+    assert not {m for m in plain if m.startswith("minibox.image") or m in ("json", "re")}
+    image = modules("run", bb, "true")
+    assert "minibox.cli.imagerun" in image and "minibox.image.store" not in image
+    assert "json" not in image and "re" not in image
