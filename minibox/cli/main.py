@@ -27,6 +27,8 @@ VERBS = {
     "top": ("inspect", "top"),
     "stats": ("inspect", "stats"),
     "mkrootfs": ("mkrootfs", "main"),
+    "save": ("archive", "save"),
+    "load": ("archive", "load"),
     "_finish": ("lifecycle", "finish"),
 }
 
@@ -54,6 +56,10 @@ containers:
   inspect   show a container's state and configuration as JSON
   top       list a container's processes
   stats     show cpu, memory and pids use (--no-stream)
+
+images:
+  save      write images to a tar archive:  minibox save -o FILE [--format oci-archive] IMAGE...
+  load      read images from a tar archive (docker save, podman save, OCI):  minibox load -i FILE
 
 tools:
   mkrootfs  build the default busybox root filesystem:  minibox mkrootfs [DIR]

@@ -1,0 +1,202 @@
+"""Load images from a docker-archive or an OCI archive into the store (`minibox load`).
+
+Every blob is checked on its way in: a layer against the digest the archive names it by
+and, when compressed, against its diff_id (decompressed while it is copied); a config
+against its digest. A check that fails stops the copy before the blob is renamed into
+the store (the store stages in tmp/). The images are added only once all their blobs
+are in; if anything fails on the way, the blobs this load added are removed again, so
+a refused archive leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from minibox import explain
+from minibox.errors import MiniboxError
+from minibox.image.archive import docker, oci
+from minibox.image.archive.model import OCI_CONFIG, OCI_MANIFEST, Blob, Found
+from minibox.image.archive.source import CHUNK, Source, decompressor, open_source
+
+# progress(what, done, total): `what` names the blob being copied.
+Progress = Callable[[str, int, "int | None"], None]
+
+
+@dataclass
+class Loaded:
+    id: str  # the image id (config digest)
+    manifest_digest: str
+    refs: list[str]
+
+
+def read(src: Source) -> list[Found]:
+    """The images of an archive, whichever of the two layouts it has."""
+    if oci.is_oci_layout(src):
+        return oci.read(src)
+    if docker.is_docker_archive(src):
+        return docker.read(src)
+    raise MiniboxError(f"{src.description}: not an image archive: it has neither "
+                       "manifest.json (docker save) nor oci-layout and index.json (OCI); "
+                       "make one with minibox save, docker save or podman save")
+
+
+class _Verifying:
+    """A layer stream that checks, as it is read, that it uncompresses to its diff_id.
+
+    The store reads it to the end while hashing what it writes to tmp/; at the end this
+    raises instead of returning EOF when the diff_id is wrong, so the store drops the
+    staged copy and the blob never enters.
+    """
+
+    def __init__(self, f: Any, blob: Blob, where: str, progress: Progress | None) -> None:
+        self._f, self._blob, self._where, self._progress = f, blob, where, progress
+        kind = _kind_of(blob.media_type)
+        self._dec = decompressor(kind) if kind else None
+        self._kind = kind
+        self._hash = hashlib.sha256() if kind else None
+        self._done = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(CHUNK if size is None or size < 0 else size)
+        if data:
+            self._done += len(data)
+            if self._dec is not None:
+                try:
+                    self._hash.update(self._dec.decompress(data))  # type: ignore[union-attr]
+                except Exception as err:  # noqa: BLE001 - zlib and zstd raise their own
+                    raise MiniboxError(f"{self._where}: layer {self._blob.name} is not valid "
+                                       f"{self._kind} ({err})") from None
+            if self._progress:
+                self._progress(self._blob.digest or self._blob.name, self._done,
+                               self._blob.size)
+            return data
+        self._finish()
+        return b""
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def _finish(self) -> None:
+        if self._done != self._blob.size:
+            raise MiniboxError(f"{self._where}: layer {self._blob.name} is truncated "
+                               f"({self._done} of {self._blob.size} bytes)")
+        if self._dec is None:
+            return  # uncompressed: its digest is its diff_id, which the store checks
+        if not self._dec.eof:
+            raise MiniboxError(f"{self._where}: layer {self._blob.name}: the {self._kind} "
+                               "stream ends early (truncated layer)")
+        actual = "sha256:" + self._hash.hexdigest()  # type: ignore[union-attr]
+        if actual != self._blob.diff_id:
+            raise MiniboxError(f"{self._where}: layer {self._blob.name}: digest mismatch: "
+                               f"the config says its diff_id is {self._blob.diff_id}, it "
+                               f"uncompresses to {actual} (corrupt archive)")
+
+
+def _kind_of(media_type: str) -> str | None:
+    for kind in ("gzip", "zstd"):
+        if media_type.endswith(("+" + kind, "." + kind)):
+            return kind
+    return None
+
+
+def _digest_of(src: Source, name: str) -> str:
+    h = hashlib.sha256()
+    with src.open(name) as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _refs(found: list[Found]) -> list[list[str]]:
+    """Every name in the archive, canonical; a bad one is refused before anything is written."""
+    from minibox.image import reference
+
+    out = []
+    for image in found:
+        names = []
+        for name in image.refs:
+            try:
+                text = str(reference.parse(name))
+            except MiniboxError as err:
+                raise MiniboxError(f"the archive names an image {name!r}: {err.message}") \
+                    from None
+            if text not in names:
+                names.append(text)
+        out.append(names)
+    return out
+
+
+def _manifest(image: Found) -> bytes:
+    """An OCI image manifest for an image from a docker-archive, which carries none."""
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": OCI_CONFIG, "digest": image.config.digest,
+                      "size": image.config.size},
+           "layers": [{"mediaType": layer.media_type, "digest": layer.digest,
+                       "size": layer.size} for layer in image.layers]}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def load(store: Any, path: str | None, progress: Progress | None = None) -> list[Loaded]:
+    """Load the archive at `path` (stdin when None); return what was loaded, in order."""
+    tmpdir = os.path.join(store.root, "tmp")
+    with open_source(path, tmpdir) as src:
+        found = read(src)
+        names = _refs(found)
+        added: list[str] = []  # blobs this load brought in, removed again on failure
+        try:
+            for image in found:
+                _put_blobs(store, src, image, added, progress)
+            loaded = []
+            for image, refs in zip(found, names, strict=True):
+                manifest = image.manifest_bytes or _manifest(image)
+                digest = store.add_image(manifest, refs[0] if refs else None)
+                for ref in refs[1:]:
+                    store.tag(refs[0], ref)
+                loaded.append(Loaded(image.config.digest or "", digest, refs))
+            return loaded
+        except BaseException:
+            _forget(store, added)
+            raise
+
+
+def _put_blobs(store: Any, src: Source, image: Found, added: list[str],
+               progress: Progress | None) -> None:
+    where = src.description
+    for layer in image.layers:
+        if layer.digest is None:
+            # A compressed layer in a docker-archive: the archive does not say its digest,
+            # and knowing it first tells whether the store has it already.
+            layer.digest = _digest_of(src, layer.name)
+        if store.has_blob(layer.digest):
+            continue
+        with src.open(layer.name) as f:
+            stream = _Verifying(f, layer, where, progress)
+            try:
+                store.put_blob(stream, expected=layer.digest, media_type=layer.media_type)
+            except MiniboxError as err:
+                if "mismatch" in err.message or layer.name in err.message:
+                    raise
+                raise MiniboxError(f"{where}: layer {layer.name}: {err.message}") from None
+        added.append(layer.digest)
+    if image.config.digest and not store.has_blob(image.config.digest):
+        store.put_blob(image.config_bytes, expected=image.config.digest,
+                       media_type=image.config.media_type)
+        added.append(image.config.digest)
+
+
+def _forget(store: Any, added: list[str]) -> None:
+    for digest in added:
+        path = store.blob_path(digest)
+        try:
+            os.unlink(path)
+            explain.step(f"unlink({path!r})", 0, "the load failed: a blob it brought in "
+                         "goes again, leaving the store as it was", "unlink(2)")
+        except FileNotFoundError:
+            pass
