@@ -181,7 +181,7 @@ def _put_blobs(store: Any, src: Source, image: Found, added: list[str],
             try:
                 store.put_blob(stream, expected=layer.digest, media_type=layer.media_type)
             except MiniboxError as err:
-                if "mismatch" in err.message or layer.name in err.message:
+                if err.message.startswith(where):
                     raise
                 raise MiniboxError(f"{where}: layer {layer.name}: {err.message}") from None
         added.append(layer.digest)

@@ -1,0 +1,430 @@
+"""`minibox save` and `minibox load` against the real peers: podman, skopeo and umoci.
+
+Images move both ways: podman's archives (docker-archive and oci-archive) load into
+minibox and run; minibox's archives load into podman and run there with the same output,
+skopeo reads them, and umoci unpacks minibox's OCI layout to the same files. Bad archives
+are refused in one line with exit 125 and leave the store exactly as it was.
+
+Each test has its own minibox data root (MINIBOX_DATA_ROOT); podman runs with a private
+--root/--runroot (vfs driver: no mounts) under the test's temporary directory, so
+nothing touches the machine's own podman images, and both are removed at the end.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import MINIBOX, REPO, ROOTFS, require_rootfs, run_minibox
+
+MARKER = "made for the archive tests\n"
+CMD = ["/bin/cat", "/etc/archive-marker"]
+PODMAN_FLAGS = ["--storage-driver", "vfs", "--cgroup-manager=cgroupfs", "--events-backend=file"]
+RUN_FLAGS = ["--rm", "--network=none", "--ulimit", "nofile=20000:20000",
+             "--ulimit", "nproc=32768:32768"]
+
+
+def need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is missing: bash .ci/setup installs it", pytrace=False)
+
+
+# -- minibox, with a private data root -------------------------------------------------------
+
+class Minibox:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {**os.environ, "MINIBOX_DATA_ROOT": str(root)}
+
+    def __call__(self, *args: object, stdin: object = None,
+                 check: bool = True) -> subprocess.CompletedProcess[str]:
+        require_rootfs()
+        r = subprocess.run([str(MINIBOX), *map(str, args)],
+                           stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                           capture_output=True, text=True, env=self.env, cwd=REPO,
+                           timeout=120)
+        assert "Traceback" not in r.stderr, r.stderr
+        if check:
+            assert r.returncode == 0, f"minibox {args}: {r.returncode}\n{r.stdout}{r.stderr}"
+        return r
+
+    def run(self, image: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+        return run_minibox(image, *cmd, env=self.env, timeout=60)
+
+    def files(self) -> dict[str, tuple[int, int]]:
+        """Everything under the data root: path -> (mode, size), to compare before/after."""
+        out = {}
+        for top, dirs, names in os.walk(self.root):
+            for name in dirs + names:
+                path = os.path.join(top, name)
+                st = os.lstat(path)
+                out[os.path.relpath(path, self.root)] = (st.st_mode, st.st_size)
+        return out
+
+
+@pytest.fixture
+def mb(tmp_path: Path) -> Iterator[Minibox]:
+    root = tmp_path / "data-root"
+    yield Minibox(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# -- podman, with private storage ------------------------------------------------------------
+
+class Podman:
+    def __init__(self, base: Path) -> None:
+        need("podman")
+        self.base = base
+        self.env = {**os.environ, "TMPDIR": str(base / "tmp")}
+        (base / "tmp").mkdir(parents=True)
+        self.flags = ["--root", str(base / "root"), "--runroot", str(base / "run"),
+                      *PODMAN_FLAGS]
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(["podman", *self.flags, *args], capture_output=True, text=True,
+                           env=self.env, stdin=subprocess.DEVNULL, timeout=180)
+        if check:
+            assert r.returncode == 0, f"podman {args}: {r.returncode}\n{r.stdout}{r.stderr}"
+        return r
+
+    def cleanup(self) -> None:
+        self("rm", "-a", "-f", check=False)
+        self("rmi", "-a", "-f", check=False)
+        left = self("images", "-q", check=False).stdout.split()
+        mounted = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+                   if line.split()[1].startswith(str(self.base))]
+        for point in reversed(mounted):
+            subprocess.run(["umount", "-l", point], check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
+        assert not left, f"podman images left behind: {left}"
+        assert not mounted, f"podman left mounts behind: {mounted}"
+
+
+@pytest.fixture
+def podman(tmp_path: Path) -> Iterator[Podman]:
+    p = Podman(tmp_path / "podman")
+    yield p
+    p.cleanup()
+
+
+# -- a test image: the busybox rootfs plus a marker file and a CMD that prints it ---------------
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    require_rootfs()
+    dest = tmp_path / "tree"
+    subprocess.run(["cp", "-a", str(ROOTFS), str(dest)], check=True)
+    (dest / "etc" / "archive-marker").write_text(MARKER)
+    os.symlink("archive-marker", dest / "etc" / "marker-link")
+    os.link(dest / "etc" / "archive-marker", dest / "etc" / "marker-hardlink")
+    return dest
+
+
+@pytest.fixture
+def tree_tar(tree: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "tree.tar"
+    subprocess.run(["tar", "--numeric-owner", "-C", str(tree), "-cf", str(out), "."],
+                   check=True)
+    return out
+
+
+def podman_image(podman: Podman, tree_tar: Path, name: str = "localhost/arch-test:1") -> str:
+    podman("import", "-q", "--change", f"CMD {json.dumps(CMD)}", str(tree_tar), name)
+    return name
+
+
+def minibox_image(mb: Minibox, tree_tar: Path, name: str = "arch-test:1") -> str:
+    mb("import", "-c", f"CMD {json.dumps(CMD)}", tree_tar, name)
+    return name
+
+
+def loaded_names(stdout: str) -> list[str]:
+    return [line.split(": ", 1)[1] for line in stdout.splitlines()
+            if line.startswith("Loaded image")]
+
+
+def inspect(mb: Minibox, image: str) -> dict:
+    doc = json.loads(mb("inspect", image).stdout)
+    return doc[0] if isinstance(doc, list) else doc
+
+
+# -- podman -> minibox ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_podman_archive_loads_and_runs(fmt: str, mb: Minibox, podman: Podman, tree_tar: Path,
+                                       tmp_path: Path) -> None:
+    name = podman_image(podman, tree_tar)
+    archive = tmp_path / "podman.tar"
+    podman("save", "--format", fmt, "-o", str(archive), name)
+    r = mb("load", "-i", archive)
+    assert loaded_names(r.stdout) == ["localhost/arch-test:1"], r.stdout
+    # The same image: podman's image id is the config digest, as minibox's is.
+    podman_id = podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
+    assert inspect(mb, name)["Id"] == f"sha256:{podman_id}"
+    ran = mb.run(name)
+    assert (ran.returncode, ran.stdout) == (0, MARKER), ran.stderr
+    ran = mb.run(name, "/bin/readlink", "/etc/marker-link")
+    assert ran.stdout == "archive-marker\n"
+
+
+def test_compressed_archive_from_stdin(mb: Minibox, podman: Podman, tree_tar: Path,
+                                       tmp_path: Path) -> None:
+    """`podman save | gzip | minibox load`: a gzip stream on a pipe is read too."""
+    name = podman_image(podman, tree_tar)
+    archive = tmp_path / "podman.tar"
+    podman("save", "-o", str(archive), name)
+    packed = tmp_path / "podman.tar.gz"
+    packed.write_bytes(gzip.compress(archive.read_bytes(), compresslevel=1))
+    feeder = subprocess.Popen(["cat", str(packed)], stdout=subprocess.PIPE)
+    try:
+        r = mb("load", stdin=feeder.stdout)
+    finally:
+        feeder.stdout.close()  # type: ignore[union-attr]
+        feeder.wait()
+    assert loaded_names(r.stdout) == [name]
+    # Not a terminal: one plain line per layer copied, then docker's line.
+    assert r.stdout.splitlines()[0].startswith("Loading layer sha256:"), r.stdout
+    assert os.listdir(mb.root / "tmp") == [], "the staging copy of the archive was left"
+    assert mb.run(name).stdout == MARKER
+
+
+# -- minibox -> podman, skopeo, umoci ----------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_minibox_archive_loads_into_podman(fmt: str, mb: Minibox, podman: Podman,
+                                           tree_tar: Path, tmp_path: Path) -> None:
+    name = minibox_image(mb, tree_tar)
+    ours = mb.run(name)
+    assert (ours.returncode, ours.stdout) == (0, MARKER), ours.stderr
+    archive = tmp_path / "minibox.tar"
+    mb("save", "--format", fmt, "-o", archive, name)
+    r = podman("load", "-i", str(archive))
+    loaded = [line.split(": ", 1)[1] for line in r.stdout.splitlines()
+              if line.startswith("Loaded image")]
+    assert len(loaded) == 1, r.stdout
+    assert loaded[0].endswith("arch-test:1")
+    theirs = podman("run", *RUN_FLAGS, loaded[0])
+    assert theirs.stdout == ours.stdout
+    podman_id = podman("image", "inspect", "--format", "{{.Id}}", loaded[0]).stdout.strip()
+    assert inspect(mb, name)["Id"] == f"sha256:{podman_id}"
+
+
+def test_skopeo_reads_minibox_archives(mb: Minibox, tree_tar: Path, tmp_path: Path) -> None:
+    need("skopeo")
+    name = minibox_image(mb, tree_tar)
+    config = inspect(mb, name)
+    for fmt, transport in (("docker-archive", "docker-archive"), ("oci-archive", "oci-archive")):
+        archive = tmp_path / f"{fmt}.tar"
+        mb("save", "--format", fmt, "-o", archive, name)
+        r = subprocess.run(["skopeo", "inspect", "--config", f"{transport}:{archive}"],
+                           capture_output=True, text=True, check=True)
+        seen = json.loads(r.stdout)
+        assert seen["rootfs"]["diff_ids"] == config["RootFS"]["Layers"] \
+            if "RootFS" in config else seen["rootfs"]["diff_ids"]
+        assert seen["config"]["Cmd"] == CMD
+        assert seen["os"] == "linux"
+        raw = subprocess.run(["skopeo", "inspect", f"{transport}:{archive}"],
+                             capture_output=True, text=True, check=True)
+        assert json.loads(raw.stdout)["Architecture"] == "amd64"
+
+
+def _tree_files(root: Path) -> dict[str, tuple]:
+    """What a layer must keep of each file: type, mode, owner, content or link target."""
+    out = {}
+    for top, dirs, names in os.walk(root):
+        for name in dirs + names:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                what: object = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                what = os.readlink(path)
+            else:
+                what = None
+            out[os.path.relpath(path, root)] = (stat.S_IFMT(st.st_mode),
+                                                stat.S_IMODE(st.st_mode), st.st_uid,
+                                                st.st_gid, what)
+    return out
+
+
+def test_umoci_unpacks_minibox_oci_layout(mb: Minibox, tree: Path, tree_tar: Path,
+                                          tmp_path: Path) -> None:
+    need("umoci")
+    name = minibox_image(mb, tree_tar)
+    archive = tmp_path / "oci.tar"
+    mb("save", "--format", "oci-archive", "-o", archive, name)
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    with tarfile.open(archive) as t:
+        t.extractall(layout, filter="data")
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:arch-test:1", str(bundle)],
+                   capture_output=True, text=True, check=True)
+    assert _tree_files(bundle / "rootfs") == _tree_files(tree)
+    index = json.loads((layout / "index.json").read_text())
+    assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] \
+        == "arch-test:1"
+
+
+# -- minibox -> minibox -----------------------------------------------------------------------
+
+def test_round_trip_keeps_the_image(mb: Minibox, tree_tar: Path, tmp_path: Path) -> None:
+    name = minibox_image(mb, tree_tar)
+    mb("tag", name, "arch-test:other")
+    before = inspect(mb, name)
+    docker_tar, oci_tar = tmp_path / "d.tar", tmp_path / "o.tar"
+    mb("save", "-o", docker_tar, name, "arch-test:other")
+    mb("save", "--format", "oci-archive", "-o", oci_tar, name)
+    # The same image saved twice is the same bytes: fixed owners, modes and times.
+    again = tmp_path / "again.tar"
+    mb("save", "-o", again, name, "arch-test:other")
+    assert again.read_bytes() == docker_tar.read_bytes()
+    with tarfile.open(docker_tar) as t:
+        manifest = json.load(t.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layers = [m for m in t.getnames() if m.endswith("/layer.tar")]
+    assert manifest[0]["RepoTags"] == ["arch-test:1", "arch-test:other"]
+    assert len(layers) == 1
+
+    fresh = Minibox(tmp_path / "fresh-root")
+    try:
+        r = fresh("load", "-q", "-i", docker_tar)
+        assert r.stdout.splitlines() == ["Loaded image: arch-test:1",
+                                         "Loaded image: arch-test:other"]
+        assert inspect(fresh, "arch-test:other")["Id"] == before["Id"]
+        r = fresh("load", "-q", "-i", oci_tar)
+        assert r.stdout.splitlines() == ["Loaded image: arch-test:1"]
+        after = inspect(fresh, name)
+        assert after["Id"] == before["Id"]
+        # From an OCI layout the manifest comes byte for byte: the digest is kept.
+        assert after.get("RepoDigests") == before.get("RepoDigests")
+        assert fresh.run(name).stdout == MARKER
+    finally:
+        shutil.rmtree(fresh.root, ignore_errors=True)
+
+
+def test_nested_index_picks_this_platform(mb: Minibox, tree_tar: Path, tmp_path: Path) -> None:
+    """An index.json entry that is itself an index (multi-platform): linux/amd64 is chosen.
+
+    No multi-platform image can be built here without a registry, so the nested index is
+    written by hand around minibox's own manifest; the arm64 entry names a blob that is
+    absent, which must not matter since it is never read.
+    """
+    name = minibox_image(mb, tree_tar)
+    archive = tmp_path / "o.tar"
+    mb("save", "--format", "oci-archive", "-o", archive, name)
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    with tarfile.open(archive) as t:
+        t.extractall(layout, filter="data")
+    index = json.loads((layout / "index.json").read_text())
+    desc = dict(index["manifests"][0])
+    desc.pop("annotations")
+    inner = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [
+                 {"mediaType": desc["mediaType"], "digest": "sha256:" + "0" * 64, "size": 1,
+                  "platform": {"os": "linux", "architecture": "arm64"}},
+                 {**desc, "platform": {"os": "linux", "architecture": "amd64"}}]}
+    data = json.dumps(inner).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    index["manifests"] = [{"mediaType": inner["mediaType"], "digest": f"sha256:{digest}",
+                           "size": len(data),
+                           "annotations": {"org.opencontainers.image.ref.name": "multi:1"}}]
+    (layout / "index.json").write_text(json.dumps(index))
+    fresh = Minibox(tmp_path / "fresh-root")
+    try:
+        r = fresh("load", "-q", "-i", layout)  # an OCI layout directory reads as well
+        assert r.stdout.splitlines() == ["Loaded image: multi:1"]
+        assert fresh.run("multi:1").stdout == MARKER
+    finally:
+        shutil.rmtree(fresh.root, ignore_errors=True)
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+def _rewrite(src: Path, dest: Path, change: Callable[[str, bytes], bytes | None]) -> None:
+    """Copy a tar, passing each file through `change` (None drops the entry)."""
+    with tarfile.open(src) as tin, tarfile.open(dest, "w") as tout:
+        for member in tin.getmembers():
+            data = tin.extractfile(member).read() if member.isfile() else b""  # type: ignore[union-attr]
+            if member.isfile():
+                new = change(member.name, data)
+                if new is None:
+                    continue
+                member.size = len(new)
+                tout.addfile(member, io.BytesIO(new))
+            else:
+                tout.addfile(member)
+
+
+def _flip(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+
+
+def _bad_archives(good_docker: Path, good_oci: Path, tmp: Path) -> dict[str, Path]:
+    bad = {}
+    bad["not an archive"] = Path("/etc/os-release")
+    (tmp / "empty.tar").write_bytes(b"\0" * 10240)
+    bad["an empty tar"] = tmp / "empty.tar"
+    bad["missing blob"] = tmp / "missing.tar"
+    _rewrite(good_oci, bad["missing blob"],
+             lambda n, d: None if n.startswith("blobs/") and len(d) > 100000 else d)
+    bad["layer digest mismatch"] = tmp / "layer-mismatch.tar"
+    _rewrite(good_docker, bad["layer digest mismatch"],
+             lambda n, d: _flip(d) if n.endswith("layer.tar") else d)
+    bad["config digest mismatch"] = tmp / "config-mismatch.tar"
+    _rewrite(good_oci, bad["config digest mismatch"],
+             lambda n, d: d.replace(b'"os":"linux"', b'"os":"Linux"')
+             if b'"diff_ids"' in d else d)
+    bad["truncated gzip"] = tmp / "truncated.tar.gz"
+    packed = gzip.compress(good_docker.read_bytes(), compresslevel=1)
+    bad["truncated gzip"].write_bytes(packed[: len(packed) * 2 // 3])
+    return bad
+
+
+def test_bad_archives_are_refused_and_leave_nothing(mb: Minibox, podman: Podman,
+                                                    tree_tar: Path, tmp_path: Path) -> None:
+    name = podman_image(podman, tree_tar)
+    good_docker, good_oci = tmp_path / "d.tar", tmp_path / "o.tar"
+    podman("save", "-o", str(good_docker), name)
+    podman("save", "--format", "oci-archive", "-o", str(good_oci), name)
+    # An image already in the store: a refused load must not touch it either.
+    mb("load", "-q", "-i", good_oci)
+    mb("tag", name, "kept:1")
+    before = mb.files()
+    for what, path in _bad_archives(good_docker, good_oci, tmp_path).items():
+        r = mb("load", "-i", path, check=False)
+        lines = r.stderr.splitlines()
+        assert r.returncode == 125, f"{what}: {r.returncode}\n{r.stdout}{r.stderr}"
+        assert len(lines) == 1 and lines[0].startswith("minibox: "), f"{what}: {r.stderr}"
+        assert "Loaded image" not in r.stdout, what
+        assert mb.files() == before, f"{what}: the store changed"
+    for what, word in (("missing blob", "missing"), ("layer digest mismatch", "mismatch"),
+                       ("config digest mismatch", "mismatch")):
+        r = mb("load", "-i", _bad_archives(good_docker, good_oci, tmp_path)[what],
+               check=False)
+        assert word in r.stderr, f"{what}: {r.stderr}"
+    assert mb.run("kept:1").stdout == MARKER
+
+
+def test_save_errors(mb: Minibox, tmp_path: Path) -> None:
+    r = mb("save", "-o", tmp_path / "x.tar", "no-such-image:1", check=False)
+    assert r.returncode == 125
+    assert r.stderr == "minibox: No such image: no-such-image:1\n"
+    assert not list(tmp_path.glob("*x.tar*")), "a failed save left a file"
+    r = mb("save", "--format", "zip", "-o", tmp_path / "x.tar", "a", check=False)
+    assert r.returncode == 125 and r.stderr.count("\n") == 1
+    r = mb("load", "-i", tmp_path / "absent.tar", check=False)
+    assert r.returncode == 125
+    assert r.stderr.startswith("minibox: open ") and r.stderr.count("\n") == 1
