@@ -428,3 +428,79 @@ def test_save_errors(mb: Minibox, tmp_path: Path) -> None:
     r = mb("load", "-i", tmp_path / "absent.tar", check=False)
     assert r.returncode == 125
     assert r.stderr.startswith("minibox: open ") and r.stderr.count("\n") == 1
+
+
+# -- hostile archives: well-formed, correctly hashed, and trying to write outside ---------------
+
+def _tar(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for info, data in entries:
+            if data is not None:
+                info.size = len(data)
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _entry(name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE,
+           link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, 0o755 if kind == tarfile.DIRTYPE else 0o644
+    return info, data
+
+
+def _docker_archive(path: Path, layers: list[bytes], tag: str) -> None:
+    """A docker-archive whose every digest is right: only the layers' contents are bad."""
+    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    names = [f"{d.split(':')[1]}/layer.tar" for d in diff_ids]
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag],
+                            "Layers": names}]).encode()
+    path.write_bytes(_tar([(tarfile.TarInfo(config_name), config),
+                           *[(tarfile.TarInfo(n), layer) for n, layer in zip(names, layers,
+                                                                             strict=True)],
+                           (tarfile.TarInfo("manifest.json"), manifest)]))
+
+
+def test_hostile_layers_write_nothing_outside(mb: Minibox, tmp_path: Path) -> None:
+    mark = os.urandom(4).hex()
+    outside = Path(f"/tmp/minibox-escape-{mark}")
+    good = _tar([_entry("etc", kind=tarfile.DIRTYPE), _entry("etc/ok", b"fine\n")])
+    # Not in the store before: its unpacked directory must go again with the refusal.
+    other = _tar([_entry("etc", kind=tarfile.DIRTYPE), _entry("etc/other", b"new\n")])
+    hostile = {
+        "dot-dot": _tar([_entry("../" * 12 + f"tmp/minibox-escape-{mark}", b"x\n")]),
+        "symlink then through it": _tar([
+            _entry("evil", kind=tarfile.SYMTYPE, link="/tmp"),
+            _entry(f"evil/minibox-escape-{mark}", b"x\n")]),
+        "hard link to a host file": _tar([
+            _entry("passwd", kind=tarfile.LNKTYPE, link="../" * 12 + "etc/passwd")]),
+    }
+    mb("load", "-q", "-i", _good_archive(tmp_path, good))  # a store with something in it
+    before = mb.files()
+    for what, layer in hostile.items():
+        # Alone, and as the second layer over a good one (whose unpacking must be undone).
+        for layers in ([layer], [other, layer]):
+            archive = tmp_path / "hostile.tar"
+            _docker_archive(archive, layers, "hostile:1")
+            r = mb("load", "-i", archive, check=False)
+            assert r.returncode == 125, f"{what}: {r.returncode}\n{r.stdout}{r.stderr}"
+            lines = r.stderr.splitlines()
+            assert len(lines) == 1 and lines[0].startswith("minibox: "), f"{what}: {r.stderr}"
+            assert not outside.exists(), f"{what}: wrote {outside}"
+            assert mb.files() == before, f"{what} ({len(layers)} layers): the store changed"
+    # An absolute path is neutralised (kept inside the layer) or refused, never followed.
+    archive = tmp_path / "absolute.tar"
+    _docker_archive(archive, [_tar([_entry(f"/tmp/minibox-escape-{mark}", b"x\n")])],
+                    "absolute:1")
+    r = mb("load", "-i", archive, check=False)
+    assert r.returncode in (0, 125), r.stderr
+    assert not outside.exists()
+
+
+def _good_archive(tmp_path: Path, layer: bytes) -> Path:
+    archive = tmp_path / "good.tar"
+    _docker_archive(archive, [layer], "good:1")
+    return archive

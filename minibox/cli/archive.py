@@ -11,7 +11,6 @@ otherwise load prints one plain line per layer it copied.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any
@@ -78,8 +77,7 @@ class Progress:
 def _store() -> Any:
     from minibox.image.store import Store
 
-    root = os.environ.get("MINIBOX_DATA_ROOT") or "/var/lib/minibox"
-    return Store(root)
+    return Store()  # the data root: --data-root, MINIBOX_DATA_ROOT, or /var/lib/minibox
 
 
 def save(argv: list[str]) -> int:

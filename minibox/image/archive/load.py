@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -145,14 +146,17 @@ def _manifest(image: Found) -> bytes:
 
 def load(store: Any, path: str | None, progress: Progress | None = None) -> list[Loaded]:
     """Load the archive at `path` (stdin when None); return what was loaded, in order."""
-    tmpdir = os.path.join(store.root, "tmp")
-    with open_source(path, tmpdir) as src:
+    store.ensure()
+    with open_source(path, store.tmp_path("load")) as src:
         found = read(src)
         names = _refs(found)
         added: list[str] = []  # blobs this load brought in, removed again on failure
         try:
             for image in found:
                 _put_blobs(store, src, image, added, progress)
+            # Layers unpacked by this load (add_image unpacks them) go again on failure too.
+            new_layers = [d for image in found for d in (layer.diff_id for layer in image.layers)
+                          if d and not store.has_layer(d)]
             loaded = []
             for image, refs in zip(found, names, strict=True):
                 manifest = image.manifest_bytes or _manifest(image)
@@ -162,7 +166,7 @@ def load(store: Any, path: str | None, progress: Progress | None = None) -> list
                 loaded.append(Loaded(image.config.digest or "", digest, refs))
             return loaded
         except BaseException:
-            _forget(store, added)
+            _forget(store, added, locals().get("new_layers", []))
             raise
 
 
@@ -191,7 +195,17 @@ def _put_blobs(store: Any, src: Source, image: Found, added: list[str],
         added.append(image.config.digest)
 
 
-def _forget(store: Any, added: list[str]) -> None:
+def _forget(store: Any, added: list[str], layers: list[str]) -> None:
+    for diff_id in layers:
+        path = store.layer_dir(diff_id)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            explain.step(f"rmdir({path!r}) [recursive]", 0, "the load failed: a layer it "
+                         "unpacked goes again", "unlink(2)")
+        try:
+            os.unlink(path + ".json")
+        except FileNotFoundError:
+            pass
     for digest in added:
         path = store.blob_path(digest)
         try:

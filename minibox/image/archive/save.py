@@ -41,8 +41,8 @@ def _choose(store: Any, names: list[str]) -> list[_Chosen]:
     for name in names:
         image = store.image(name)
         entry = chosen.setdefault(image.id, _Chosen(image))
-        bare = name.removeprefix("sha256:")
-        if image.id.removeprefix("sha256:").startswith(bare) and len(bare) >= 4:
+        if reference.looks_like_id(name) and \
+                image.id.removeprefix("sha256:").startswith(name.removeprefix("sha256:")):
             continue  # asked for by id: docker writes no name for it
         ref = reference.parse(name)
         if ref.digest is None and str(ref) not in entry.tags:
@@ -93,9 +93,8 @@ def _save_stdout(store: Any, images: list[_Chosen], fmt: str,
             return
         # A pipe cannot be seeked back to patch a layer's size: build the archive in the
         # store's tmp/ first, then copy it out.
-        tmpdir = os.path.join(store.root, "tmp")
-        os.makedirs(tmpdir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=tmpdir) as f:
+        store.ensure()
+        with tempfile.TemporaryFile(dir=store.tmp) as f:
             _write(store, images, fmt, f, progress)
             f.seek(0)
             for chunk in file_chunks(f):
@@ -148,7 +147,7 @@ def _write_docker(store: Any, images: list[_Chosen], tar: TarWriter,
     entries, tagged, written = [], {}, set()
     for chosen in images:
         image = chosen.image
-        config_bytes = _blob_bytes(store, image.config_digest)
+        config_bytes = image.config_bytes
         layer_ids = docker.legacy_ids(image.diff_ids)
         for n, ((digest, _media, _size), diff_id, layer_id) in enumerate(
                 zip(image.layers, image.diff_ids, layer_ids, strict=True)):
@@ -196,9 +195,4 @@ def _write_oci(store: Any, images: list[_Chosen], tar: TarWriter,
         for name in chosen.tags or [None]:
             index.append(oci.descriptor(media, image.manifest_digest, size, name))
     tar.add_bytes("index.json", oci.index_json(index))
-
-
-def _blob_bytes(store: Any, digest: str) -> bytes:
-    with store.open_blob(digest) as f:
-        return f.read()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import tempfile
 from typing import IO, BinaryIO
 
 from minibox import explain
@@ -204,11 +203,11 @@ class DirSource(Source):
         return open(self._path(name), "rb")
 
 
-def open_source(path: str | None, tmpdir: str) -> Source:
+def open_source(path: str | None, stage: str) -> Source:
     """Open `path` (a tar file, a compressed tar, an OCI layout directory) or stdin if None.
 
-    A staging copy, when one is needed, goes to `tmpdir` (the store's tmp/) and is removed
-    when the source is closed, whatever happens.
+    A staging copy, when one is needed, is made at `stage` (a fresh name in the store's
+    tmp/) and removed when the source is closed, whatever happens.
     """
     if path is not None and os.path.isdir(path):
         return DirSource(path)
@@ -228,7 +227,7 @@ def open_source(path: str | None, tmpdir: str) -> Source:
         if kind is None and _seekable(raw):
             raw.seek(0)
             return TarSource(io.BufferedReader(raw, CHUNK), description)
-        staged = _stage(raw, head, kind, description, tmpdir)
+        staged = _stage(raw, head, kind, description, stage)
     except BaseException:
         raw.close()
         raise
@@ -257,9 +256,8 @@ def _peek(raw: BinaryIO) -> bytes:
     return head
 
 
-def _stage(raw: BinaryIO, head: bytes, kind: str | None, description: str, tmpdir: str) -> str:
-    os.makedirs(tmpdir, exist_ok=True)
-    fd, staged = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=tmpdir)
+def _stage(raw: BinaryIO, head: bytes, kind: str | None, description: str, staged: str) -> str:
+    fd = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     explain.step(f"open({staged!r}, O_RDWR|O_CREAT|O_EXCL)", fd,
                  f"{description} is {kind or 'a pipe'}: a seekable, uncompressed copy is "
                  "read in any order; it lives in the store's tmp/ and goes when the load "
