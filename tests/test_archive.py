@@ -449,9 +449,10 @@ def _entry(name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE,
     return info, data
 
 
-def _docker_archive(path: Path, layers: list[bytes], tag: str) -> None:
+def _docker_archive(path: Path, layers: list[bytes], tag: str,
+                    diff_ids: list[str] | None = None) -> None:
     """A docker-archive whose every digest is right: only the layers' contents are bad."""
-    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    diff_ids = diff_ids or ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
     config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
                          "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     config_name = hashlib.sha256(config).hexdigest() + ".json"
@@ -504,3 +505,19 @@ def _good_archive(tmp_path: Path, layer: bytes) -> Path:
     archive = tmp_path / "good.tar"
     _docker_archive(archive, [layer], "good:1")
     return archive
+
+
+def test_layer_not_matching_its_diff_id_is_refused(mb: Minibox, tmp_path: Path) -> None:
+    """A gzip layer is stored as it came; the tar inside must still hash to the diff_id."""
+    plain = _tar([_entry("etc", kind=tarfile.DIRTYPE), _entry("etc/x", b"one\n")])
+    claimed = _tar([_entry("etc", kind=tarfile.DIRTYPE), _entry("etc/x", b"two\n")])
+    archive = tmp_path / "lying.tar"
+    _docker_archive(archive, [gzip.compress(plain)], "lying:1",
+                    ["sha256:" + hashlib.sha256(claimed).hexdigest()])
+    mb("load", "-q", "-i", _good_archive(tmp_path, claimed + b"\0" * 1024))
+    before = mb.files()
+    r = mb("load", "-i", archive, check=False)
+    assert r.returncode == 125, r.stdout + r.stderr
+    assert r.stderr.startswith("minibox: ") and r.stderr.count("\n") == 1, r.stderr
+    assert hashlib.sha256(claimed).hexdigest() in r.stderr
+    assert mb.files() == before

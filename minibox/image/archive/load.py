@@ -1,11 +1,13 @@
 """Load images from a docker-archive or an OCI archive into the store (`minibox load`).
 
-Every blob is checked on its way in: a layer against the digest the archive names it by
-and, when compressed, against its diff_id (decompressed while it is copied); a config
-against its digest. A check that fails stops the copy before the blob is renamed into
-the store (the store stages in tmp/). The images are added only once all their blobs
-are in; if anything fails on the way, the blobs this load added are removed again, so
-a refused archive leaves the store as it was.
+Every blob is checked on its way in: a layer and a config against the digest the
+archive names them by; a check that fails stops the copy before the blob is renamed into
+the store (the store stages in tmp/). A layer must also uncompress to its diff_id (the
+config's rootfs.diff_ids): the store checks that while it unpacks the layer, before the
+image is recorded, so the layer is decompressed once, not twice; a layer the store has
+unpacked already is checked here, while it is copied. Images are added only once all
+their blobs are in; if anything fails on the way, the blobs and unpacked layers this
+load added are removed again, so a refused archive leaves the store as it was.
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ class _Verifying:
     staged copy and the blob never enters.
     """
 
-    def __init__(self, f: Any, blob: Blob, where: str, progress: Progress | None) -> None:
+    def __init__(self, f: Any, blob: Blob, where: str, progress: Progress | None,
+                 check_diff_id: bool) -> None:
         self._f, self._blob, self._where, self._progress = f, blob, where, progress
         kind = _kind_of(blob.media_type)
-        self._dec = decompressor(kind) if kind else None
+        self._dec = decompressor(kind) if kind and check_diff_id else None
         self._kind = kind
-        self._hash = hashlib.sha256() if kind else None
+        self._hash = hashlib.sha256() if self._dec else None
         self._done = 0
 
     def read(self, size: int = -1) -> bytes:
@@ -89,7 +92,7 @@ class _Verifying:
             raise MiniboxError(f"{self._where}: layer {self._blob.name} is truncated "
                                f"({self._done} of {self._blob.size} bytes)")
         if self._dec is None:
-            return  # uncompressed: its digest is its diff_id, which the store checks
+            return  # uncompressed, its digest is its diff_id; or the store checks it
         if not self._dec.eof:
             raise MiniboxError(f"{self._where}: layer {self._blob.name}: the {self._kind} "
                                "stream ends early (truncated layer)")
@@ -181,7 +184,10 @@ def _put_blobs(store: Any, src: Source, image: Found, added: list[str],
         if store.has_blob(layer.digest):
             continue
         with src.open(layer.name) as f:
-            stream = _Verifying(f, layer, where, progress)
+            # Unpacked already (from another image's blob): add_image will not unpack it
+            # again, so its diff_id is checked here instead.
+            stream = _Verifying(f, layer, where, progress,
+                                check_diff_id=store.has_layer(layer.diff_id))
             try:
                 store.put_blob(stream, expected=layer.digest, media_type=layer.media_type)
             except MiniboxError as err:
