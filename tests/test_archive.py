@@ -21,6 +21,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -86,7 +87,7 @@ class Podman:
         need("podman")
         self.base = base
         self.env = {**os.environ, "TMPDIR": str(base / "tmp")}
-        (base / "tmp").mkdir(parents=True)
+        (base / "tmp").mkdir()
         self.flags = ["--root", str(base / "root"), "--runroot", str(base / "run"),
                       *PODMAN_FLAGS]
 
@@ -111,8 +112,9 @@ class Podman:
 
 
 @pytest.fixture
-def podman(tmp_path: Path) -> Iterator[Podman]:
-    p = Podman(tmp_path / "podman")
+def podman() -> Iterator[Podman]:
+    # Not under tmp_path: podman refuses a runroot path longer than 50 characters.
+    p = Podman(Path(tempfile.mkdtemp(prefix="minibox-podman-", dir="/tmp")))
     yield p
     p.cleanup()
 
@@ -306,7 +308,7 @@ def test_round_trip_keeps_the_image(mb: Minibox, tree_tar: Path, tmp_path: Path)
         after = inspect(fresh, name)
         assert after["Id"] == before["Id"]
         # From an OCI layout the manifest comes byte for byte: the digest is kept.
-        assert after.get("RepoDigests") == before.get("RepoDigests")
+        assert after["RepoDigests"] and set(after["RepoDigests"]) <= set(before["RepoDigests"])
         assert fresh.run(name).stdout == MARKER
     finally:
         shutil.rmtree(fresh.root, ignore_errors=True)
@@ -382,7 +384,7 @@ def _bad_archives(good_docker: Path, good_oci: Path, tmp: Path) -> dict[str, Pat
              lambda n, d: None if n.startswith("blobs/") and len(d) > 100000 else d)
     bad["layer digest mismatch"] = tmp / "layer-mismatch.tar"
     _rewrite(good_docker, bad["layer digest mismatch"],
-             lambda n, d: _flip(d) if n.endswith("layer.tar") else d)
+             lambda n, d: _flip(d) if n.endswith(".tar") else d)
     bad["config digest mismatch"] = tmp / "config-mismatch.tar"
     _rewrite(good_oci, bad["config digest mismatch"],
              lambda n, d: d.replace(b'"os":"linux"', b'"os":"Linux"')
