@@ -523,3 +523,62 @@ def test_layer_not_matching_its_diff_id_is_refused(mb: Minibox, tmp_path: Path) 
     assert r.stderr.startswith("minibox: ") and r.stderr.count("\n") == 1, r.stderr
     assert hashlib.sha256(claimed).hexdigest() in r.stderr
     assert mb.files() == before
+
+
+def test_progress_on_a_terminal(mb: Minibox, tree_tar: Path, tmp_path: Path) -> None:
+    """stdout a terminal: a bar redrawn with \\r per layer, then docker's line."""
+    import pty
+
+    name = minibox_image(mb, tree_tar)
+    archive = tmp_path / "o.tar"
+    mb("save", "--format", "oci-archive", "-o", archive, name)
+    fresh = tmp_path / "fresh-root"
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(MINIBOX), "load", "-i", str(archive)], stdout=slave,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                env={**mb.env, "MINIBOX_DATA_ROOT": str(fresh)}, cwd=REPO)
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+        shutil.rmtree(fresh, ignore_errors=True)
+    text = out.decode().replace("\r\n", "\n")
+    assert "\r" in text and "Loading layer [" in text and " done " in text, text
+    assert text.rstrip("\n").splitlines()[-1] == f"Loaded image: {name}", text
+
+
+def test_save_to_a_pipe_load_from_a_pipe(mb: Minibox, tree_tar: Path, tmp_path: Path) -> None:
+    """`minibox save IMAGE | minibox load`: neither side can seek."""
+    name = minibox_image(mb, tree_tar)
+    fresh = tmp_path / "fresh-root"
+    try:
+        saver = subprocess.Popen([str(MINIBOX), "save", name], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=mb.env, cwd=REPO)
+        r = subprocess.run([str(MINIBOX), "load", "-q"], stdin=saver.stdout,
+                           capture_output=True, text=True, cwd=REPO, timeout=120,
+                           env={**mb.env, "MINIBOX_DATA_ROOT": str(fresh)})
+        saver.stdout.close()  # type: ignore[union-attr]
+        assert saver.wait(timeout=60) == 0, saver.stderr.read()  # type: ignore[union-attr]
+        saver.stderr.close()  # type: ignore[union-attr]
+        assert (r.returncode, r.stdout, r.stderr) == (0, f"Loaded image: {name}\n", "")
+        assert os.listdir(mb.root / "tmp") == [] and os.listdir(fresh / "tmp") == []
+        r = subprocess.run([str(MINIBOX), "images", "-q", "--no-trunc", name],
+                           capture_output=True, text=True, env={**mb.env,
+                                                                "MINIBOX_DATA_ROOT": str(fresh)})
+        assert r.stdout.strip() == inspect(mb, name)["Id"]
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)

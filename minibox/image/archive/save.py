@@ -86,7 +86,7 @@ def _save_stdout(store: Any, images: list[_Chosen], fmt: str,
         # docker's own words (cli/command/image/save.go).
         raise MiniboxError("cowardly refusing to save to a terminal. Use the -o flag or "
                            "redirect")
-    out = os.fdopen(os.dup(1), "w+b", buffering=CHUNK)
+    out = os.fdopen(os.dup(1), "wb", buffering=CHUNK)
     with out:
         if seekable(out):
             _write(store, images, fmt, out, progress)

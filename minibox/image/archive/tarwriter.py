@@ -87,7 +87,13 @@ def file_chunks(f: BinaryIO) -> Iterator[bytes]:
 
 
 def seekable(f: BinaryIO) -> bool:
+    """A regular file we can seek back in to patch a header (O_APPEND forbids that:
+    every write(2) then goes to the end, open(2))."""
     try:
+        import fcntl
+
+        if fcntl.fcntl(f.fileno(), fcntl.F_GETFL) & os.O_APPEND:
+            return False
         return f.seekable() and os.path.isfile(f"/proc/self/fd/{f.fileno()}")
     except (OSError, ValueError):
         return False
