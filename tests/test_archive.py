@@ -582,3 +582,36 @@ def test_save_to_a_pipe_load_from_a_pipe(mb: Minibox, tree_tar: Path, tmp_path: 
         assert r.stdout.strip() == inspect(mb, name)["Id"]
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_whiteouts_from_a_peer_built_image(fmt: str, mb: Minibox, podman: Podman, tree: Path,
+                                           tmp_path: Path) -> None:
+    """A three-layer image built by podman (buildah inside, chroot isolation) whose second
+    layer deletes files of the first: its whiteouts (`.wh.NAME`) must hide them here."""
+    (tree / "data").mkdir()
+    for name in ("a", "b"):
+        (tree / "data" / name).write_text(name + "\n")
+    (tree / "etc" / "gone").write_text("deleted by the next layer\n")
+    base = tmp_path / "base.tar"
+    subprocess.run(["tar", "--numeric-owner", "-C", str(tree), "-cf", str(base), "."],
+                   check=True)
+    podman("import", "-q", str(base), "localhost/arch-base:1")
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Containerfile").write_text(
+        "FROM localhost/arch-base:1\n"
+        "RUN rm /etc/gone && rm -rf /data && mkdir /data && echo c > /data/c\n"
+        "RUN echo added > /etc/added\n")
+    podman("build", "-q", "--isolation=chroot", "--ulimit", "nofile=20000:20000",
+           "--ulimit", "nproc=32768:32768", "-t", "localhost/arch-built:1", str(context))
+    archive = tmp_path / "built.tar"
+    podman("save", "--format", fmt, "-o", str(archive), "localhost/arch-built:1")
+    with tarfile.open(archive) as t:
+        names = t.getnames()
+    mb("load", "-q", "-i", archive)
+    assert len(inspect(mb, "localhost/arch-built:1")["RootFS"]["Layers"]) == 3, names
+    r = mb.run("localhost/arch-built:1", "/bin/sh", "-c",
+               "ls /data; cat /etc/added; test -e /etc/gone && echo still there; "
+               "cat /etc/archive-marker")
+    assert (r.returncode, r.stdout) == (0, "c\nadded\n" + MARKER), r.stderr
