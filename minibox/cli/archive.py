@@ -80,6 +80,15 @@ def _store() -> Any:
     return Store()  # the data root: --data-root, MINIBOX_DATA_ROOT, or /var/lib/minibox
 
 
+def _narrate(on: bool) -> None:
+    from minibox import explain
+
+    if on:
+        explain.enable()
+    else:
+        explain.settle()
+
+
 def save(argv: list[str]) -> int:
     p = FlagParser("minibox save", "minibox save [OPTIONS] IMAGE [IMAGE...]",
                    "Save images to a tar archive (streamed to stdout by default).",
@@ -88,7 +97,9 @@ def save(argv: list[str]) -> int:
     p.add("--format", metavar="FORMAT", choices=("docker-archive", "oci-archive"),
           default="docker-archive",
           help="docker-archive (docker load, podman load) or oci-archive (an OCI layout)")
+    p.add("--explain", kind="bool", help="tell each file step on stderr")
     o = p.parse(argv)
+    _narrate(o.explain)
     from minibox.image.archive.save import save as do_save
 
     progress = Progress("Saving", tty=True, plain=False) \
@@ -106,7 +117,9 @@ def load(argv: list[str]) -> int:
     p.add("-i", "--input", metavar="FILE", help="read from a file (or an OCI layout "
           "directory) instead of stdin")
     p.add("-q", "--quiet", kind="bool", help="no progress output")
+    p.add("--explain", kind="bool", help="tell each file step on stderr")
     o = p.parse(argv)
+    _narrate(o.explain)
     if o.input is None and sys.stdin.isatty():
         from minibox.errors import MiniboxError
 

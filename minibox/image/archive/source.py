@@ -142,9 +142,13 @@ class TarSource(Source):
         # Docker's and podman's docker-archive repeat a shared layer as a symlink to the
         # first copy (`<id>/layer.tar -> ../<hex>.tar`): follow it inside the archive.
         for _ in range(16):
-            if not member.issym():
+            if member.issym():
+                target = _clean(os.path.join(os.path.dirname(_clean(member.name)),
+                                             member.linkname))
+            elif member.islnk():  # a hard link names its target from the archive's root
+                target = _clean(member.linkname)
+            else:
                 break
-            target = _clean(os.path.join(os.path.dirname(_clean(member.name)), member.linkname))
             if target not in self._members:
                 raise MiniboxError(f"{self.description}: {member.name} links to "
                                    f"{member.linkname}, which is not in the archive")
