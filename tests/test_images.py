@@ -496,3 +496,177 @@ def test_images_listing_filters_and_formats(data_root, bb):
     for bad in (["--filter", "colour=red"], ["--filter", "dangling=maybe"],
                 ["--format", "{{.ID}}"]):
         assert one_line_error(mb(data_root, "images", *bad))
+
+
+# -- more refusals, and what stays ---------------------------------------------------------------
+
+def test_add_image_refuses_a_layer_whose_content_is_not_its_diff_id(data_root):
+    st = Store(data_root)
+    st.ensure()
+    blob = st.put_blob(make_tar([("a", "file", "x")], "gzip"))
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                      "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]}}).encode()
+    cfg_digest = st.put_blob(cfg)
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": cfg_digest, "size": len(cfg)},
+                           "layers": [{"mediaType":
+                                       "application/vnd.oci.image.layer.v1.tar+gzip",
+                                       "digest": blob, "size": 1}]}).encode()
+    with pytest.raises(MiniboxError) as exc:
+        st.add_image(manifest, "bad:1")
+    assert "sha256:" + "0" * 64 in exc.value.message and "refused" in exc.value.message
+    assert os.listdir(st.layers_dir) == [] and os.listdir(st.tmp) == []
+    assert st.refs() == {} and st.images() == []
+    with pytest.raises(MiniboxError) as exc:
+        st.add_image(b"{not json", "bad:2")
+    assert "not valid JSON" in exc.value.message
+    with pytest.raises(MiniboxError) as exc:
+        st.image("bad:1")
+    assert exc.value.message == "No such image: bad:1"
+
+
+def test_truncated_import_leaves_the_store_as_it_was(tmp_path, data_root, bb):
+    st = Store(data_root)
+    before = sorted(os.listdir(st.blobs)), sorted(os.listdir(st.layers_dir)), st.refs()
+    data = make_tar([("f", "file", os.urandom(300000))], "gzip")
+    bad = tmp_path / "cut.tar.gz"
+    bad.write_bytes(data[: len(data) // 2])
+    err = one_line_error(mb(data_root, "import", bad, "cut"))
+    assert "truncated" in err or "not a valid tar" in err
+    assert (sorted(os.listdir(st.blobs)), sorted(os.listdir(st.layers_dir)), st.refs()) == \
+        before
+
+
+def test_rmi_force_with_a_stopped_container_keeps_its_layers(data_root, bb):
+    ok(mb(data_root, "create", "--name", "stopped", bb, "true"))
+    try:
+        out = ok(mb(data_root, "rmi", "-f", bb))
+        assert out == "Untagged: bb:latest\n"
+        st = Store(data_root)
+        (img,) = st.images()
+        assert img.refs == [] and all(os.path.isdir(d) for d in img.layer_dirs())
+        dangling = ok(mb(data_root, "images", "--filter", "dangling=true", "-q")).split()
+        assert dangling == [img.short_id]
+        ok(mb(data_root, "start", "stopped"))
+        assert ok(mb(data_root, "wait", "stopped")).strip() == "0"
+    finally:
+        ok(mb(data_root, "rm", "-f", "stopped"))
+    ok(mb(data_root, "rmi", img.short_id))
+    assert os.listdir(Store(data_root).layers_dir) == []
+
+
+def test_commit_a_running_container(data_root, bb):
+    cid = ok(mb(data_root, "run", "-d", bb, "sh", "-c",
+                "echo live > /state; sleep 30")).strip()
+    try:
+        for _ in range(100):
+            if (Path(data_root) / "containers" / cid / "upper" / "state").exists():
+                break
+            import time
+
+            time.sleep(0.05)
+        ok(mb(data_root, "commit", cid, "live:1"))
+        assert json.loads(ok(mb(data_root, "inspect", cid)))[0]["State"]["Running"] is True
+        assert ok(mb(data_root, "run", "live:1", "cat", "/state")) == "live\n"
+    finally:
+        ok(mb(data_root, "rm", "-f", cid))
+
+
+def test_progress_only_on_a_terminal(data_root, tmp_path):
+    """Long work draws a progress line when stdout and stderr are a terminal (a pty
+    here), and prints only its result otherwise."""
+    import pty
+
+    tarball = tmp_path / "r.tar"
+    subprocess.run(["tar", "cf", tarball, "-C", ROOTFS, "."], check=True)
+    piped = mb(data_root, "import", tarball, "p:1")
+    assert ok(piped).startswith("sha256:") and piped.stderr == ""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(MINIBOX), "--data-root", data_root, "import", tarball,
+                                 "p:2"], stdin=subprocess.DEVNULL, stdout=slave,
+                                stderr=slave, cwd=REPO)
+        _launched(proc.pid)
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    text = out.decode(errors="replace")
+    assert "Importing" in text and "\r" in text and "sha256:" in text
+
+
+def test_umoci_unpacks_a_committed_image(data_root, bb, tmp_path):
+    """umoci (a peer that reads OCI layouts) unpacks what commit wrote, whiteouts and
+    opaque directory included. The layout is made here from the store's blobs by hand:
+    save/load of archives is not what this test is about."""
+    ok(mb(data_root, "create", "--name", "um", bb, "sh", "-c",
+          "rm /etc/group; rm -rf /home; mkdir /home; echo h > /home/only; echo a > /added"))
+    try:
+        ok(mb(data_root, "start", "um"))
+        assert ok(mb(data_root, "wait", "um")).strip() == "0"
+        ok(mb(data_root, "commit", "um", "um:1"))
+    finally:
+        ok(mb(data_root, "rm", "-f", "um"))
+    st = Store(data_root)
+    img = st.image("um:1")
+    layout = tmp_path / "layout"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    for d in [img.manifest_digest, img.config_digest] + [d for d, _, _ in img.layers]:
+        os.link(st.blob_path(d), layout / "blobs" / "sha256" / d[7:])
+    (layout / "index.json").write_text(json.dumps({
+        "schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": img.manifest_digest, "size": len(img.manifest_bytes),
+            "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))
+    bundle = tmp_path / "bundle"
+    r = subprocess.run(["umoci", "unpack", "--image", f"{layout}:1", str(bundle)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    root = bundle / "rootfs"
+    assert (root / "added").read_text() == "a\n" and (root / "bin" / "busybox").is_file()
+    assert not (root / "etc" / "group").exists() and (root / "etc" / "passwd").exists()
+    assert sorted(os.listdir(root / "home")) == ["only"]
+
+
+def test_layer_keeps_owners_modes_mtimes_and_xattrs(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        def add(name, kind=tarfile.REGTYPE, mode=0o644, uid=0, gid=0, data=b"", pax=None):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode, ti.uid, ti.gid, ti.mtime = kind, mode, uid, gid, 1600000000
+            ti.size = len(data) if kind == tarfile.REGTYPE else 0
+            if pax:
+                ti.pax_headers = pax
+            tf.addfile(ti, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        add("suid", mode=0o4755, uid=1000, gid=1000, data=b"x")
+        add("shared", tarfile.DIRTYPE, mode=0o2775, gid=50)
+        add("shared/f", mode=0o640)
+        add("ro", mode=0o444, data=b"r")
+        add("attr", data=b"a", pax={"SCHILY.xattr.user.colour": "blue"})
+    dest = tmp_path / "l"
+    dest.mkdir()
+    layer.apply(io.BytesIO(buf.getvalue()), str(dest))
+    st = os.lstat(dest / "suid")
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o4755, 1000, 1000)
+    st = os.lstat(dest / "shared")
+    assert (st.st_mode & 0o7777, st.st_gid, int(st.st_mtime)) == (0o2775, 50, 1600000000)
+    st = os.lstat(dest / "shared" / "f")
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 0, 0)
+    assert os.lstat(dest / "ro").st_mode & 0o7777 == 0o444
+    assert int(os.lstat(dest / "ro").st_mtime) == 1600000000
+    assert os.getxattr(dest / "attr", "user.colour") == b"blue"
