@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MINIBOX, REPO, ROOTFS, require_rootfs, run_minibox
+from conftest import DATA_ROOTS, MINIBOX, REPO, ROOTFS, require_rootfs, run_minibox
 
 MARKER = "made for the archive tests\n"
 CMD = ["/bin/cat", "/etc/archive-marker"]
@@ -76,8 +76,13 @@ class Minibox:
 @pytest.fixture
 def mb(tmp_path: Path) -> Iterator[Minibox]:
     root = tmp_path / "data-root"
+    DATA_ROOTS.append(str(root))  # conftest's leak check looks into its tmp/ too
     yield Minibox(root)
+    # A load or save, failed or not, leaves no staging file behind.
+    staged = os.listdir(root / "tmp") if (root / "tmp").is_dir() else []
     shutil.rmtree(root, ignore_errors=True)
+    DATA_ROOTS.remove(str(root))
+    assert not staged, f"left in the store's tmp/: {staged}"
 
 
 # -- podman, with private storage ------------------------------------------------------------
