@@ -620,3 +620,59 @@ def test_whiteouts_from_a_peer_built_image(fmt: str, mb: Minibox, podman: Podman
                "ls /data; cat /etc/added; test -e /etc/gone && echo still there; "
                "cat /etc/archive-marker")
     assert (r.returncode, r.stdout) == (0, "c\nadded\n" + MARKER), r.stderr
+
+
+def test_docker_25_layout_and_compressed_layers(mb: Minibox, tree_tar: Path,
+                                                 tmp_path: Path) -> None:
+    """Docker 25+ writes an OCI layout plus a manifest.json naming blobs/sha256/... files,
+    with the full name in io.containerd.image.name and only the tag in ref.name. (No
+    docker here: the archive is made from minibox's OCI archive, the way docker lays it.)
+    Without oci-layout the same files are a docker-archive with a gzip layer."""
+    name = minibox_image(mb, tree_tar)
+    oci_tar = tmp_path / "o.tar"
+    mb("save", "--format", "oci-archive", "-o", oci_tar, name)
+    image = inspect(mb, name)
+    with tarfile.open(oci_tar) as t:
+        index = json.load(t.extractfile("index.json"))  # type: ignore[arg-type]
+        manifest = json.load(t.extractfile(  # type: ignore[arg-type]
+            "blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))
+    index["manifests"][0]["annotations"] = {
+        "io.containerd.image.name": "docker.io/library/arch-docker:25",
+        "org.opencontainers.image.ref.name": "25"}
+    docker_manifest = [{"Config": "blobs/sha256/" + manifest["config"]["digest"][7:],
+                        "RepoTags": ["arch-docker:25"],
+                        "Layers": ["blobs/sha256/" + d["digest"][7:]
+                                   for d in manifest["layers"]]}]
+
+    def docker25(n: str, d: bytes) -> bytes:
+        return json.dumps(index).encode() if n == "index.json" else d
+
+    d25 = tmp_path / "docker25.tar"
+    _rewrite(oci_tar, d25, docker25)
+    with tarfile.open(d25, "a") as t:
+        data = json.dumps(docker_manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    fresh = Minibox(tmp_path / "fresh-root")
+    try:
+        r = fresh("load", "-q", "-i", d25)
+        assert r.stdout == "Loaded image: arch-docker:25\n"
+        assert inspect(fresh, "arch-docker:25")["Id"] == image["Id"]
+        # Loading what is there already changes nothing and says the same.
+        files = fresh.files()
+        assert fresh("load", "-q", "-i", d25).stdout == "Loaded image: arch-docker:25\n"
+        assert fresh.files() == files
+
+        plain = tmp_path / "docker-gzip.tar"
+        _rewrite(d25, plain, lambda n, d: None if n in ("oci-layout", "index.json") else d)
+        other = Minibox(tmp_path / "other-root")
+        try:
+            r = other("load", "-i", plain)
+            assert loaded_names(r.stdout) == ["arch-docker:25"]
+            assert inspect(other, "arch-docker:25")["Id"] == image["Id"]
+            assert other.run("arch-docker:25").stdout == MARKER
+        finally:
+            shutil.rmtree(other.root, ignore_errors=True)
+    finally:
+        shutil.rmtree(fresh.root, ignore_errors=True)

@@ -127,7 +127,7 @@ def _refs(found: list[Found]) -> list[list[str]]:
         names = []
         for name in image.refs:
             try:
-                text = str(reference.parse(name))
+                text = _familiar(str(reference.parse(name)))
             except MiniboxError as err:
                 raise MiniboxError(f"the archive names an image {name!r}: {err.message}") \
                     from None
@@ -135,6 +135,22 @@ def _refs(found: list[Found]) -> list[list[str]]:
                 names.append(text)
         out.append(names)
     return out
+
+
+def _familiar(name: str) -> str:
+    """docker's familiar form of a Docker Hub name, as `docker load` prints it:
+    docker.io/library/busybox:1 -> busybox:1, docker.io/a/b:1 -> a/b:1 (podman and
+    containerd write the full form into archives; minibox names Hub images without it)."""
+    if not name.startswith("docker.io/"):
+        return name
+    rest = name.removeprefix("docker.io/")
+    path = rest.split("@")[0].split("/")
+    path[-1] = path[-1].split(":")[0]
+    if path[0] == "library" and len(path) == 2:
+        return rest.removeprefix("library/")
+    if path[0] != "library":
+        return rest
+    return name
 
 
 def _manifest(image: Found) -> bytes:
