@@ -128,11 +128,26 @@ def load(argv: list[str]) -> int:
                            "redirect an archive)")
     from minibox.image.archive.load import load as do_load
 
-    progress = None if o.quiet else Progress("Loading layer", tty=sys.stdout.isatty(),
-                                             plain=True)
-    loaded = do_load(_store(), o.input, progress)
-    if progress:
-        progress.finish()
+    tty = sys.stdout.isatty()
+    progress = None if o.quiet else Progress("Loading layer", tty=tty, plain=True)
+    # Unpacking into layer directories is the long part: a bar on a terminal only.
+    unpacking = Progress("Unpacking", tty=True, plain=False) if tty and not o.quiet else None
+
+    def copied(what: str, done: int, total: int | None) -> None:
+        if unpacking:
+            unpacking.finish()
+        progress(what, done, total)  # type: ignore[misc]
+
+    def unpacked(what: str, done: int, total: int | None) -> None:
+        if progress:
+            progress.finish()
+        unpacking(what, done, total)  # type: ignore[misc]
+
+    loaded = do_load(_store(), o.input, copied if progress else None,
+                     unpacked if unpacking else None)
+    for bar in (progress, unpacking):
+        if bar:
+            bar.finish()
     for image in loaded:
         for ref in image.refs:
             print(f"Loaded image: {ref}")

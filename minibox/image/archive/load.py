@@ -163,8 +163,13 @@ def _manifest(image: Found) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def load(store: Any, path: str | None, progress: Progress | None = None) -> list[Loaded]:
-    """Load the archive at `path` (stdin when None); return what was loaded, in order."""
+def load(store: Any, path: str | None, progress: Progress | None = None,
+         unpacking: Progress | None = None) -> list[Loaded]:
+    """Load the archive at `path` (stdin when None); return what was loaded, in order.
+
+    `progress` hears of each blob copied into the store, `unpacking` of the bytes of
+    tar the store unpacks into layer directories (per image, total unknown).
+    """
     store.ensure()
     with open_source(path, store.tmp_path("load")) as src:
         found = read(src)
@@ -179,7 +184,8 @@ def load(store: Any, path: str | None, progress: Progress | None = None) -> list
             loaded = []
             for image, refs in zip(found, names, strict=True):
                 manifest = image.manifest_bytes or _manifest(image)
-                digest = store.add_image(manifest, refs[0] if refs else None)
+                digest = store.add_image(manifest, refs[0] if refs else None,
+                                         progress=_unpack_counter(image, unpacking))
                 for ref in refs[1:]:
                     store.tag(refs[0], ref)
                 loaded.append(Loaded(image.config.digest or "", digest, refs))
@@ -187,6 +193,19 @@ def load(store: Any, path: str | None, progress: Progress | None = None) -> list
         except BaseException:
             _forget(store, added, locals().get("new_layers", []))
             raise
+
+
+def _unpack_counter(image: Found, unpacking: Progress | None) -> Callable[[int], None] | None:
+    if unpacking is None:
+        return None
+    done = [0]
+    what = image.config.digest or "image"
+
+    def count(n: int) -> None:
+        done[0] += n
+        unpacking(what, done[0], None)
+
+    return count
 
 
 def _put_blobs(store: Any, src: Source, image: Found, added: list[str],
