@@ -257,8 +257,6 @@ class Store:
         """A tar stream (gzip, zstd or plain) -> a gzip layer blob and its unpacked dir,
         in one pass: the tar is unpacked while a gzip copy is written and hashed.
         Returns (blob digest, diff_id, blob size)."""
-        import gzip
-
         from minibox.image import layer
 
         stage = self.tmp_path("layer")
@@ -267,14 +265,11 @@ class Store:
             os.mkdir(stage, 0o755)
             with open(blob, "wb") as out:
                 hw = layer.HashingWriter(out)
-                gz = gzip.GzipFile(fileobj=hw, mode="wb", compresslevel=layer.GZIP_LEVEL,
-                                   mtime=0)
-                bg = layer.BackgroundWriter(gz)
+                gz = layer.GzipMembers(hw, layer.GZIP_LEVEL)
                 try:
-                    applied = layer.apply(src, stage, what=what, tee=bg,  # type: ignore
+                    applied = layer.apply(src, stage, what=what, tee=gz,  # type: ignore
                                           progress=progress)
                 finally:
-                    bg.close()
                     gz.close()
             digest = "sha256:" + hw.sha.hexdigest()
             os.chmod(blob, 0o644)
