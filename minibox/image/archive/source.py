@@ -39,10 +39,7 @@ def compression_of(head: bytes) -> str | None:
 def decompressor(name: str):  # noqa: ANN201 - an object with .decompress(bytes) -> bytes
     """A streaming decompressor for `name`; its `.eof` says whether the stream was whole."""
     if name == "gzip":
-        import zlib
-
-        # 16 + MAX_WBITS: expect the gzip header and trailer (zlib manual, inflateInit2).
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return _Gzip()
     if name == "bzip2":
         import bz2
 
@@ -60,6 +57,36 @@ def decompressor(name: str):  # noqa: ANN201 - an object with .decompress(bytes)
                                "or decompress it first with zstd -d") from None
         return _Zstd(zstandard.ZstdDecompressor().decompressobj())
     raise MiniboxError(f"unknown compression {name}")
+
+
+class _Gzip:
+    """gzip that goes on across members: a gzip file may be several members one after
+    another (RFC 1952 section 2.2), as parallel compressors (pigz, minibox's own layer
+    writer) make them; zlib's decompressobj stops at the end of the first one."""
+
+    def __init__(self) -> None:
+        self._new()
+        self.eof = False
+
+    def _new(self) -> None:
+        import zlib
+
+        # 16 + MAX_WBITS: expect the gzip header and trailer (zlib manual, inflateInit2).
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            out.append(self._d.decompress(data))
+            if self._d.eof:
+                # A member ended: whatever follows must be the next member.
+                data = self._d.unused_data
+                self._new()
+                self.eof = True
+            else:
+                self.eof = False
+                data = b""
+        return b"".join(out)
 
 
 class _Zstd:
