@@ -428,13 +428,17 @@ def test_bad_archives_are_refused_and_leave_nothing(mb: Minibox, podman: Podman,
     assert mb.run("kept:1").stdout == MARKER
 
 
-def test_save_errors(mb: Minibox, tmp_path: Path) -> None:
+def test_save_errors(mb: Minibox, tree_tar: Path, tmp_path: Path) -> None:
     r = mb("save", "-o", tmp_path / "x.tar", "no-such-image:1", check=False)
     assert r.returncode == 125
     assert r.stderr == "minibox: No such image: no-such-image:1\n"
     assert not list(tmp_path.glob("*x.tar*")), "a failed save left a file"
     r = mb("save", "--format", "zip", "-o", tmp_path / "x.tar", "a", check=False)
     assert r.returncode == 125 and r.stderr.count("\n") == 1
+    mb("import", tree_tar, "arch-test:1")
+    r = mb("save", "-o", tmp_path / "no-such-dir" / "x.tar", "arch-test:1", check=False)
+    assert r.returncode == 125
+    assert r.stderr.startswith("minibox: save -o ") and r.stderr.count("\n") == 1, r.stderr
     r = mb("load", "-i", tmp_path / "absent.tar", check=False)
     assert r.returncode == 125
     assert r.stderr.startswith("minibox: open ") and r.stderr.count("\n") == 1

@@ -63,8 +63,12 @@ def save(store: Any, names: list[str], out: str | None, fmt: str = "docker-archi
     target = os.path.abspath(out)
     if os.path.isdir(target):
         raise MiniboxError(f"save -o {out}: is a directory (give a file name)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
-                               dir=os.path.dirname(target))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                                   dir=os.path.dirname(target))
+    except OSError as err:
+        raise MiniboxError(f"save -o {out}: cannot create a file in "
+                           f"{os.path.dirname(target)}: {err.strerror}") from None
     explain.step(f"open({tmp!r}, O_RDWR|O_CREAT|O_EXCL)", fd,
                  "the archive is written under a temporary name and renamed when whole",
                  "open(2)")
