@@ -285,6 +285,16 @@ def test_run_image_applies_config(data_root, bb):
     assert " / / " in mi and "overlay" in mi and st.image(bb).layer_dirs()[0] in mi
 
 
+def test_run_image_with_read_only_and_volume(data_root, bb, tmp_path):
+    r = mb(data_root, "run", "--read-only", bb, "touch", "/x")
+    assert r.returncode == 1 and "Read-only file system" in r.stderr
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / "in").write_text("host\n")
+    out = ok(mb(data_root, "run", "-v", f"{tmp_path / 'vol'}:/mnt/vol", bb,
+                "sh", "-c", "cat /mnt/vol/in; echo c > /mnt/vol/out"))
+    assert out == "host\n" and (tmp_path / "vol" / "out").read_text() == "c\n"
+
+
 def test_run_image_entrypoint(data_root, bb):
     ok(mb(data_root, "import", ROOTFS, "ep", "-c", 'ENTRYPOINT ["echo", "ep:"]',
           "-c", 'CMD ["default"]'))
@@ -325,6 +335,10 @@ def test_run_path_rule_and_errors(data_root, bb, tmp_path):
     # An existing directory named like an image is a rootfs path; so is ./x or x/.
     r = mb(data_root, "run", "rootfs", "echo", "dir")
     assert ok(r) == "dir\n"
+    # By short id and by name@digest too (the store's full lookup, not the quick one).
+    img = Store(data_root).image(bb)
+    assert ok(mb(data_root, "run", img.short_id, "echo", "by-id")) == "by-id\n"
+    assert ok(mb(data_root, "run", f"bb@{img.manifest_digest}", "echo", "d")) == "d\n"
     err = one_line_error(mb(data_root, "run", "nosuchimage"))
     assert "Unable to find image 'nosuchimage'" in err
     err = one_line_error(mb(data_root, "run", "Not:Valid:Ref", "true"))

@@ -23,7 +23,7 @@ import os
 import time
 
 from minibox.errors import MiniboxError
-from minibox.image import reference
+from minibox.image import DEFAULT_ROOT, default_root, reference  # noqa: F401 - re-exported
 from minibox.jsonread import load_file, loads
 
 TYPE_CHECKING = False  # typing (and the re it imports) costs ms on the run path
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import IO
 
-DEFAULT_ROOT = "/var/lib/minibox"
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -45,10 +44,6 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 _CHUNK = 1 << 20
-
-
-def default_root() -> str:
-    return os.environ.get("MINIBOX_DATA_ROOT") or DEFAULT_ROOT
 
 
 def _hex(digest: str) -> str:
