@@ -203,6 +203,8 @@ class TarSource(Source):
         if self._staged:
             try:
                 os.unlink(self._staged)
+                explain.step(f"unlink({self._staged!r})", 0, "the staging copy of the "
+                             "archive is no longer needed", "unlink(2)")
             except FileNotFoundError:
                 pass
             self._staged = None
