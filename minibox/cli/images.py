@@ -150,6 +150,9 @@ def import_(argv: list[str]) -> int:
     from minibox.cli.progress import Progress
 
     src = o.source
+    if "://" in src:
+        raise MiniboxError(f"import from a URL ({src}) is not supported: download the "
+                           "tarball first, then minibox import FILE")
     if src == "-":
         prog = Progress("Importing")
         digest, diff_id, size = st.import_layer(sys.stdin.buffer, prog,
@@ -168,9 +171,7 @@ def import_(argv: list[str]) -> int:
                            "directory, or - for stdin)")
     prog.done()
     created = S.now()
-    comment = o.message or f"Imported from {'-' if src == '-' else src}"
-    if "://" in src:
-        comment = o.message or f"Imported from {src}"
+    comment = o.message or f"Imported from {src}"
     cfg = S.new_config([diff_id], config, [{"created": created, "comment": comment}],
                        created=created)
     cfg_bytes = json.dumps(cfg).encode()

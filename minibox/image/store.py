@@ -223,7 +223,8 @@ class Store:
 
         Unpacked under tmp/ first, then renamed: a layer directory that exists is whole.
         The unpacked tar's sha256 must equal `diff_id` (image-spec config.md), or the
-        layer is refused and nothing stays.
+        layer is refused and nothing stays. `progress(n)` hears of each n uncompressed
+        bytes unpacked.
         """
         from minibox.image import layer
 
@@ -237,7 +238,7 @@ class Store:
             os.mkdir(stage, 0o755)
             with self.open_blob(blob_digest) as f:
                 applied = layer.apply(f, stage, compression,
-                                      what=f"layer {blob_digest[:19]}")
+                                      what=f"layer {blob_digest[:19]}", progress=progress)
             if applied.diff_id != diff_id:
                 raise MiniboxError(f"layer {blob_digest}: its content is {applied.diff_id}, "
                                    f"but the image config says {diff_id}; refused")
