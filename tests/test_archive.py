@@ -603,9 +603,9 @@ def test_whiteouts_from_a_peer_built_image(fmt: str, mb: Minibox, podman: Podman
                                            tmp_path: Path) -> None:
     """A three-layer image built by podman (buildah inside, chroot isolation) whose second
     layer deletes files of the first: its whiteouts (`.wh.NAME`) must hide them here."""
-    (tree / "data").mkdir()
+    (tree / "arch-data").mkdir()
     for name in ("a", "b"):
-        (tree / "data" / name).write_text(name + "\n")
+        (tree / "arch-data" / name).write_text(name + "\n")
     (tree / "etc" / "gone").write_text("deleted by the next layer\n")
     base = tmp_path / "base.tar"
     subprocess.run(["tar", "--numeric-owner", "-C", str(tree), "-cf", str(base), "."],
@@ -615,7 +615,7 @@ def test_whiteouts_from_a_peer_built_image(fmt: str, mb: Minibox, podman: Podman
     context.mkdir()
     (context / "Containerfile").write_text(
         "FROM localhost/arch-base:1\n"
-        "RUN rm /etc/gone && rm -rf /data && mkdir /data && echo c > /data/c\n"
+        "RUN rm /etc/gone && rm -rf /arch-data && mkdir /arch-data && echo c > /arch-data/c\n"
         "RUN echo added > /etc/added\n")
     podman("build", "-q", "--isolation=chroot", "--ulimit", "nofile=20000:20000",
            "--ulimit", "nproc=32768:32768", "-t", "localhost/arch-built:1", str(context))
@@ -626,7 +626,7 @@ def test_whiteouts_from_a_peer_built_image(fmt: str, mb: Minibox, podman: Podman
     mb("load", "-q", "-i", archive)
     assert len(inspect(mb, "localhost/arch-built:1")["RootFS"]["Layers"]) == 3, names
     r = mb.run("localhost/arch-built:1", "/bin/sh", "-c",
-               "ls /data; cat /etc/added; test -e /etc/gone && echo still there; "
+               "ls /arch-data; cat /etc/added; test -e /etc/gone && echo still there; "
                "cat /etc/archive-marker")
     assert (r.returncode, r.stdout) == (0, "c\nadded\n" + MARKER), r.stderr
 
