@@ -35,6 +35,8 @@ VERBS = {
     "commit": ("images", "commit"),
     "export": ("images", "export"),
     "diff": ("images", "diff"),
+    "save": ("archive", "save"),
+    "load": ("archive", "load"),
     "_finish": ("lifecycle", "finish"),
 }
 
@@ -73,6 +75,8 @@ images:
   commit    make an image from a container's changes:  minibox commit CONTAINER [REF]
   export    write a container's filesystem as a tar:  minibox export -o FILE CONTAINER
   diff      list the files a container added (A), changed (C) or deleted (D)
+  save      write images to a tar archive:  minibox save -o FILE [--format oci-archive] IMAGE...
+  load      read images from a tar archive (docker save, podman save, OCI):  minibox load -i FILE
 
 tools:
   mkrootfs  build the default busybox root filesystem:  minibox mkrootfs [DIR]
