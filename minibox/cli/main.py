@@ -27,6 +27,11 @@ VERBS = {
     "top": ("inspect", "top"),
     "stats": ("inspect", "stats"),
     "mkrootfs": ("mkrootfs", "main"),
+    "pull": ("registry", "pull"),
+    "push": ("registry", "push"),
+    "login": ("registry", "login"),
+    "logout": ("registry", "logout"),
+    "search": ("registry", "search"),
     "_finish": ("lifecycle", "finish"),
 }
 
@@ -54,6 +59,13 @@ containers:
   inspect   show a container's state and configuration as JSON
   top       list a container's processes
   stats     show cpu, memory and pids use (--no-stream)
+
+registries:
+  pull      download an image from a registry:  minibox pull HOST:PORT/NAME[:TAG|@DIGEST]
+  push      upload an image to a registry:  minibox push HOST:PORT/NAME[:TAG]
+  login     store credentials for a registry (-u USER --password-stdin HOST:PORT)
+  logout    remove a registry's stored credentials
+  search    list a private registry's repositories and tags:  minibox search HOST:PORT/TERM
 
 tools:
   mkrootfs  build the default busybox root filesystem:  minibox mkrootfs [DIR]
