@@ -167,8 +167,10 @@ class Registry:
             try:
                 conn.request(method, target, body=body, headers=hdrs)
                 raw = conn.getresponse()
-            except ssl.SSLError:
+            except ssl.SSLError as err:
                 self._drop(parts.scheme, parts.netloc)
+                explain.step(f"{method} {url}", f"TLS handshake failed ({err.reason})",
+                             why or "registry request", SPEC)
                 raise
             except (OSError, http.client.HTTPException) as err:
                 self._drop(parts.scheme, parts.netloc)
