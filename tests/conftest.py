@@ -47,6 +47,10 @@ USERNS_HOST_ID = 100000
 # Directories whose use as a container's root marks the container as ours (see _ours).
 _OUR_DIRS: list[str] = [str(ROOTFS)]
 
+# Image data roots (--data-root) the tests used: their tmp/ must be empty and their
+# containers/ (per-container overlay upper and work dirs) gone after each test.
+DATA_ROOTS: list[str] = ["/var/lib/minibox"]
+
 
 def require_rootfs() -> Path:
     if os.geteuid() != 0:
@@ -265,7 +269,7 @@ def _watched_mount(point: str, source: str) -> bool:
     test could leak is under the repo (its rootfs), this session's temporary
     directories, /run/minibox, or on the host's /, /proc, /sys and /dev themselves.
     """
-    mine = [str(REPO), str(STATE_ROOT), *_OUR_DIRS]
+    mine = [str(REPO), str(STATE_ROOT), *_OUR_DIRS, *DATA_ROOTS]
     if any(p == d or p.startswith(d + "/") for d in mine for p in (point, source)):
         return True
     return point == "/" or any(point == d or point.startswith(d + "/")
@@ -478,6 +482,22 @@ def _ours(procs: dict[int, Proc]) -> dict[tuple[int, int], str]:
     return found
 
 
+def store_entries() -> set[str]:
+    """Staging files in image stores' tmp/, per-container dirs in their containers/, and
+    overlay mounts on the host made from their layers."""
+    found = set()
+    for root in DATA_ROOTS:
+        for sub in ("tmp", "containers"):
+            try:
+                found.update(os.path.join(root, sub, n) for n in os.listdir(f"{root}/{sub}"))
+            except OSError:
+                pass
+    for (point, fstype, _), _n in mount_table().items():
+        if fstype == "overlay" and any(point.startswith(r + "/") for r in DATA_ROOTS):
+            found.add(f"overlay mount on {point}")
+    return found
+
+
 @dataclass
 class HostSnapshot:
     mounts: collections.Counter[tuple[str, str, str]]
@@ -485,11 +505,12 @@ class HostSnapshot:
     state: set[str]
     links: set[str]
     groups: dict[str, bool]
+    store: set[str] = None  # type: ignore[assignment]
 
     @classmethod
     def take(cls) -> HostSnapshot:
         return cls(mount_table(), _ours(processes()), state_entries(), net_links(),
-                   container_groups())
+                   container_groups(), store_entries())
 
     def watched_mounts(self) -> collections.Counter[tuple[str, str, str]]:
         return collections.Counter({k: n for k, n in self.mounts.items()
@@ -522,6 +543,8 @@ class HostSnapshot:
             # running (another engineer's); one of ours would show as a leaked process.
             if self.groups[path] or _group_is_empty(path):
                 problems.append(f"cgroup left behind: {path}")
+        for path in sorted((self.store or set()) - (before.store or set())):
+            problems.append(f"left behind in an image store: {path}")
         for name in sorted(self.links ^ before.links):
             what = "new" if name in self.links else "gone"
             problems.append(f"host network link {what}: {name}")

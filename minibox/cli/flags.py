@@ -34,8 +34,10 @@ class _Flag:
 
 class FlagParser:
     def __init__(self, prog: str, usage: str, description: str,
-                 positionals: tuple[str, ...] = (), rest: str | None = None) -> None:
+                 positionals: tuple[str, ...] = (), rest: str | None = None,
+                 interspersed: bool = False) -> None:
         self.prog = prog
+        self.interspersed = interspersed  # flags after positionals too (docker's image verbs)
         self.usage = usage
         self.description = description
         self.positionals = positionals
@@ -130,7 +132,8 @@ class FlagParser:
                     break
             else:
                 positionals.append(tok)
-                if len(positionals) == len(self.positionals) and self.rest:
+                if len(positionals) == len(self.positionals) and self.rest \
+                        and not self.interspersed:
                     positionals.extend(argv[i:])
                     break
         if len(positionals) < len(self.positionals):

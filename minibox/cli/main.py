@@ -27,6 +27,14 @@ VERBS = {
     "top": ("inspect", "top"),
     "stats": ("inspect", "stats"),
     "mkrootfs": ("mkrootfs", "main"),
+    "images": ("images", "images"),
+    "import": ("images", "import_"),
+    "history": ("images", "history"),
+    "tag": ("images", "tag"),
+    "rmi": ("images", "rmi"),
+    "commit": ("images", "commit"),
+    "export": ("images", "export"),
+    "diff": ("images", "diff"),
     "pull": ("registry", "pull"),
     "push": ("registry", "push"),
     "login": ("registry", "login"),
@@ -35,11 +43,12 @@ VERBS = {
     "_finish": ("lifecycle", "finish"),
 }
 
-USAGE = """usage: minibox [--root DIR] VERB [OPTIONS] ...
+USAGE = """usage: minibox [--root DIR] [--data-root DIR] VERB [OPTIONS] ...
 
 A container runtime that shows every kernel step it takes (add --explain).
 
   --root DIR  where container state lives (default /run/minibox, as runc's --root)
+  --data-root DIR  where images live (default /var/lib/minibox; or MINIBOX_DATA_ROOT)
 
 containers:
   run       run a command in a new container:  minibox run [OPTIONS] ROOTFS CMD [ARG...]
@@ -59,6 +68,16 @@ containers:
   inspect   show a container's state and configuration as JSON
   top       list a container's processes
   stats     show cpu, memory and pids use (--no-stream)
+
+images:
+  images    list images (-a, -q, --digests, --filter, --format json, --tree)
+  import    make an image from a rootfs tarball or directory:  minibox import FILE|DIR [REF]
+  history   show the layers of an image, newest first
+  tag       give an image another name:  minibox tag SOURCE TARGET
+  rmi       remove images (-f: even if several names or a stopped container use it)
+  commit    make an image from a container's changes:  minibox commit CONTAINER [REF]
+  export    write a container's filesystem as a tar:  minibox export -o FILE CONTAINER
+  diff      list the files a container added (A), changed (C) or deleted (D)
 
 registries:
   pull      download an image from a registry:  minibox pull HOST:PORT/NAME[:TAG|@DIGEST]
@@ -83,13 +102,17 @@ def store():  # noqa: ANN201 - imported lazily on purpose
 def main(argv: list[str] | None = None) -> int:
     global ROOT
     args = sys.argv[1:] if argv is None else argv
-    while args and args[0].startswith("--root"):
+    while args and args[0].startswith(("--root", "--data-root")):
         if args[0] == "--root" and len(args) > 1:
             ROOT, args = os.path.abspath(args[1]), args[2:]
         elif args[0].startswith("--root="):
             ROOT, args = os.path.abspath(args[0][7:]), args[1:]
+        elif args[0] == "--data-root" and len(args) > 1:
+            os.environ["MINIBOX_DATA_ROOT"], args = os.path.abspath(args[1]), args[2:]
+        elif args[0].startswith("--data-root="):
+            os.environ["MINIBOX_DATA_ROOT"], args = os.path.abspath(args[0][12:]), args[1:]
         else:
-            sys.stderr.write("minibox: flag needs an argument: --root\n")
+            sys.stderr.write(f"minibox: flag needs an argument: {args[0]}\n")
             return 125
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)

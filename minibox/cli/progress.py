@@ -1,0 +1,53 @@
+"""Progress of long work: a line rewritten in place on a terminal, nothing otherwise.
+
+docker draws progress bars only when its output is a terminal; piped or logged output
+gets the plain result lines. The bar goes to stderr so stdout stays the result.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n}"
+
+
+class Progress:
+    """`p = Progress("Copying"); p(nbytes)` as bytes go by; `p.done()` at the end."""
+
+    def __init__(self, label: str, total: int | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.count = 0
+        self.shown = 0.0
+        self.on = os.isatty(2) and not os.environ.get("MINIBOX_NO_PROGRESS")
+
+    def __call__(self, n: int) -> None:
+        self.count += n
+        if not self.on:
+            return
+        t = time.monotonic()
+        if t - self.shown < 0.1:
+            return
+        self.shown = t
+        if self.total:
+            width = 30
+            k = min(width, int(width * self.count / self.total))
+            bar = "[" + "=" * max(0, k - 1) + ">" + " " * (width - k) + "]"
+            text = f"{self.label} {bar} {_human(self.count)}/{_human(self.total)}"
+        else:
+            text = f"{self.label} {_human(self.count)}"
+        sys.stderr.write("\r" + text + "\x1b[K")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.on and self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()

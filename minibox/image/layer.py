@@ -1,0 +1,419 @@
+"""Layers: tar archives of filesystem changes, applied to (and made from) directories.
+
+A layer (image-spec layer.md) is a tar of the files that changed, compressed with gzip
+or zstd or not at all. A deleted file is an empty `.wh.NAME` next to where it was; a
+directory whose lower contents are all hidden carries `.wh..wh..opq`. Here each layer
+is unpacked alone into its own directory, the way overlayfs wants it as a lowerdir,
+so the tar's whiteouts become overlayfs whiteouts (overlayfs.rst "whiteouts and opaque
+directories"): a character device 0/0 named NAME, and the xattr trusted.overlay.opaque=y
+on the directory. `write_layer` turns them back into tar whiteouts (for commit).
+
+Paths are checked with Python's tar extraction filter (PEP 706, `tarfile.tar_filter`):
+it resolves each entry's destination with every symlink met so far and refuses what
+would land outside the layer directory. Its `data` filter cannot be used as is: a root
+filesystem needs device nodes, setuid bits and owners, which that filter strips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from typing import IO, BinaryIO
+
+from minibox.errors import MiniboxError
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+# The store keeps each layer unpacked; its blob is what travels (save, push). zlib level
+# 1 compresses a root filesystem nearly as well as 6 in a third of the time.
+GZIP_LEVEL = 1
+_CHUNK = 1 << 20
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class _Hashing:
+    """A reader that hashes and counts what passes through it (the diff_id), and may
+    copy it to `tee` (import writes the blob while it unpacks, in one pass)."""
+
+    def __init__(self, raw: IO[bytes], tee: IO[bytes] | None = None,
+                 progress: object = None) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.tee = tee
+        self.progress = progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        if self.tee is not None:
+            self.tee.write(data)
+        if self.progress is not None:
+            self.progress(len(data))  # type: ignore[operator]
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.sha.hexdigest()
+
+
+class _Peek:
+    """Look at the first bytes of a stream (to tell the compression) without losing them."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.head = raw.read(4)
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n is None or n < 0:
+                data, self.head = self.head + self.raw.read(), b""
+                return data
+            data, self.head = self.head[:n], self.head[n:]
+            if len(data) < n:
+                data += self.raw.read(n - len(data))
+            return data
+        return self.raw.read(n)
+
+
+def compression_of(head: bytes) -> str:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+def decompressed(raw: IO[bytes], compression: str = "auto") -> IO[bytes]:
+    """The uncompressed stream of a layer blob (gzip, zstd or plain; auto = by magic)."""
+    peek = _Peek(raw)
+    if compression == "auto":
+        compression = compression_of(peek.head)
+    if compression == "gzip":
+        import gzip
+
+        return gzip.GzipFile(fileobj=peek, mode="rb")  # type: ignore[arg-type]
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(peek, read_across_frames=True)
+    return peek  # type: ignore[return-value]
+
+
+def _open_source(src: str | IO[bytes]) -> tuple[IO[bytes], bool]:
+    if isinstance(src, (str, os.PathLike)):
+        return open(src, "rb"), True
+    return src, False
+
+
+def diff_id_of(blob: str | IO[bytes], compression: str = "auto") -> str:
+    """sha256 of the uncompressed tar: the layer's diff_id (image-spec config.md)."""
+    f, close = _open_source(blob)
+    try:
+        h = _Hashing(decompressed(f, compression))
+        try:
+            h.drain()
+        except (EOFError, OSError) as err:
+            raise MiniboxError(f"layer is not a readable archive: {err}") from None
+        return h.digest()
+    finally:
+        if close:
+            f.close()
+
+
+class Applied:
+    """What `apply` read: the diff_id and the uncompressed size of the tar."""
+
+    def __init__(self, diff_id: str, size: int) -> None:
+        self.diff_id = diff_id
+        self.size = size
+
+
+def apply(src: str | IO[bytes], dest: str, compression: str = "auto",
+          what: str = "layer", tee: IO[bytes] | None = None,
+          progress: object = None) -> Applied:
+    """Unpack one layer into the directory `dest` (which should be empty).
+
+    Whiteouts become overlayfs whiteouts. An entry that would land outside `dest` (an
+    absolute path, `..`, or a path through a symlink) is refused, naming the entry;
+    so is a damaged archive. The caller removes `dest` on failure. `tee` gets a copy
+    of the uncompressed tar.
+    """
+    f, close = _open_source(src)
+    try:
+        h = _Hashing(decompressed(f, compression), tee, progress)
+        try:
+            _unpack(h, os.path.realpath(dest), what)
+            h.drain()  # the tar's end padding, part of what the diff_id covers
+        except (EOFError, tarfile.ReadError, OSError, ValueError) as err:
+            if isinstance(err, OSError) and err.filename:
+                raise
+            raise MiniboxError(f"{what}: not a valid tar archive ({_reason(err)})") from None
+        return Applied(h.digest(), h.size)
+    finally:
+        if close:
+            f.close()
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    if isinstance(err, EOFError) or "end of" in text.lower() or "truncated" in text.lower():
+        return f"truncated: {text}"
+    return text
+
+
+def _refuse(what: str, name: str, why: str) -> MiniboxError:
+    return MiniboxError(f'{what}: refusing entry "{name}": {why}')
+
+
+def _clean_name(what: str, raw: str) -> str:
+    if raw.startswith("/"):
+        raise _refuse(what, raw, "absolute path (layer entries are relative to the root)")
+    parts = [p for p in raw.split("/") if p and p != "."]
+    if ".." in parts:
+        raise _refuse(what, raw, "a '..' component would leave the layer")
+    return "/".join(parts)
+
+
+def _unpack(stream: IO[bytes], dest: str, what: str) -> None:
+    dirs: list[tuple[str, tarfile.TarInfo]] = []
+    tf = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # type: ignore[call-overload]
+    for member in tf:
+        name = _clean_name(what, member.name)
+        if not name:
+            _attrs(dest, member)
+            dirs.append((dest, member))
+            continue
+        try:
+            tarfile.tar_filter(member, dest)
+        except tarfile.FilterError as err:
+            raise _refuse(what, member.name, _filter_why(err)) from None
+        path = os.path.join(dest, name)
+        parent, base = os.path.split(path)
+        if base == OPAQUE:
+            os.makedirs(parent, exist_ok=True)
+            os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
+            continue
+        if base.startswith(WHITEOUT_PREFIX):
+            if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+                continue  # aufs bookkeeping (.wh..wh.plnk and the like): no meaning here
+            target = os.path.join(parent, base[len(WHITEOUT_PREFIX):])
+            os.makedirs(parent, exist_ok=True)
+            _remove(target)
+            os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))
+            continue
+        os.makedirs(parent, exist_ok=True)
+        if member.isdir():
+            if not os.path.isdir(path) or os.path.islink(path):
+                _remove(path)
+                os.mkdir(path, 0o700)
+            _attrs(path, member)
+            dirs.append((path, member))
+            continue
+        _remove(path)
+        if member.isreg():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                         os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                src = tf.extractfile(member)
+                if src is not None:
+                    while chunk := src.read(_CHUNK):
+                        out.write(chunk)
+        elif member.issym():
+            os.symlink(member.linkname, path)
+        elif member.islnk():
+            if member.linkname.startswith("/") or ".." in member.linkname.split("/"):
+                raise _refuse(what, member.name,
+                              f'hard link to "{member.linkname}", outside the layer')
+            target = _clean_name(what, member.linkname)
+            tpath = os.path.join(dest, target)
+            real = os.path.realpath(tpath)
+            if os.path.commonpath([real, dest]) != dest or not os.path.lexists(tpath):
+                raise _refuse(what, member.name,
+                              f'hard link to "{member.linkname}", which is not in the layer')
+            os.link(tpath, path, follow_symlinks=False)
+            continue  # a hard link shares the target's inode: its attributes are set
+        elif member.ischr() or member.isblk():
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        elif member.isfifo():
+            os.mkfifo(path, 0o600)
+        else:
+            raise _refuse(what, member.name, f"unsupported entry type {member.type!r}")
+        _attrs(path, member)
+        os.utime(path, ns=(int(member.mtime * 10**9),) * 2, follow_symlinks=False)
+    # Directories last, deepest first: adding their children changed their mtimes.
+    for path, member in reversed(dirs):
+        os.utime(path, ns=(int(member.mtime * 10**9),) * 2, follow_symlinks=False)
+
+
+def _filter_why(err: tarfile.FilterError) -> str:
+    if isinstance(err, tarfile.OutsideDestinationError):
+        return (f"it would be written to {err._path} (outside the layer), "  # noqa: SLF001
+                "through a symlink or '..'")
+    return str(err)
+
+
+def _remove(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        import shutil
+
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _attrs(path: str, member: tarfile.TarInfo) -> None:
+    """Owner, mode and xattrs as the tar says (numeric ids: the image's own users)."""
+    os.chown(path, member.uid, member.gid, follow_symlinks=False)
+    if not member.issym():
+        # chown(2) clears setuid/setgid, so the mode comes after it.
+        os.chmod(path, member.mode & 0o7777)
+    for key, value in member.pax_headers.items():
+        if key.startswith("SCHILY.xattr."):
+            name = key[len("SCHILY.xattr."):]
+            if name.startswith("trusted.overlay."):
+                continue  # overlayfs's own bookkeeping never comes from an image
+            try:
+                os.setxattr(path, name, value.encode("utf-8", "surrogateescape"),
+                            follow_symlinks=False)
+            except OSError as err:
+                if err.errno not in (95, 1):  # EOPNOTSUPP, EPERM: this filesystem refuses
+                    raise
+
+
+# -- writing layers ----------------------------------------------------------------------
+
+class HashingWriter:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def write_layer(src: str, out: BinaryIO, progress: object = None) -> tuple[str, str, int]:
+    """Write the directory `src` as a gzip layer to `out`: (digest, diff_id, size).
+
+    Overlayfs whiteouts (char 0/0) become `.wh.NAME`, an opaque directory gets
+    `.wh..wh..opq`, so an overlay upper dir becomes a layer (image-spec layer.md
+    "Whiteouts"). Entries are sorted, owners numeric: the same tree gives the same tar.
+    """
+    import gzip
+
+    compressed = HashingWriter(out)
+    gz = gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
+    plain = HashingWriter(gz)  # type: ignore[arg-type]
+    tf = tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT)  # type: ignore
+    try:
+        _add_tree(tf, src, progress)
+        tf.close()
+    finally:
+        gz.close()
+    return "sha256:" + compressed.sha.hexdigest(), "sha256:" + plain.sha.hexdigest(), \
+        compressed.size
+
+
+def _add_tree(tf: tarfile.TarFile, top: str, progress: object) -> None:
+    inodes: dict[tuple[int, int], str] = {}
+
+    def walk(rel: str) -> None:
+        full = os.path.join(top, rel) if rel else top
+        for name in sorted(os.listdir(full)):
+            relpath = f"{rel}/{name}" if rel else name
+            path = os.path.join(full, name)
+            st = os.lstat(path)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                wh = tarfile.TarInfo((f"{rel}/" if rel else "") + WHITEOUT_PREFIX + name)
+                wh.mtime = int(st.st_mtime)
+                tf.addfile(wh)
+                continue
+            ti = _tarinfo(path, relpath, st, inodes)
+            if ti.isreg():
+                with open(path, "rb") as f:
+                    tf.addfile(ti, f)
+            else:
+                tf.addfile(ti)
+            if progress is not None:
+                progress(ti.size)  # type: ignore[operator]
+            if stat.S_ISDIR(st.st_mode):
+                if _is_opaque(path):
+                    opq = tarfile.TarInfo(f"{relpath}/{OPAQUE}")
+                    opq.mtime = int(st.st_mtime)
+                    tf.addfile(opq)
+                walk(relpath)
+
+    walk("")
+
+
+def _is_opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _tarinfo(path: str, rel: str, st: os.stat_result,
+             inodes: dict[tuple[int, int], str]) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(rel)
+    ti.mode = stat.S_IMODE(st.st_mode)
+    ti.uid, ti.gid = st.st_uid, st.st_gid
+    ti.uname = ti.gname = ""
+    ti.mtime = int(st.st_mtime)
+    mode = st.st_mode
+    key = (st.st_dev, st.st_ino)
+    if not stat.S_ISDIR(mode) and st.st_nlink > 1 and key in inodes:
+        ti.type = tarfile.LNKTYPE
+        ti.linkname = inodes[key]
+        return ti
+    if not stat.S_ISDIR(mode) and st.st_nlink > 1:
+        inodes[key] = rel
+    if stat.S_ISREG(mode):
+        ti.type = tarfile.REGTYPE
+        ti.size = st.st_size
+    elif stat.S_ISDIR(mode):
+        ti.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(mode):
+        ti.type = tarfile.SYMTYPE
+        ti.linkname = os.readlink(path)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(mode):
+        ti.type = tarfile.FIFOTYPE
+    else:
+        raise MiniboxError(f"cannot put {path} in a layer: it is a socket or unknown file")
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        names = []
+    for name in sorted(names):
+        if name.startswith("trusted.overlay."):
+            continue  # overlayfs bookkeeping (opaque, origin, impure): not image content
+        try:
+            value = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+        ti.pax_headers["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+    return ti
