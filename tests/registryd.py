@@ -92,7 +92,7 @@ class Registryd:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"docker-registry did not listen on {self.host}")
+                    raise RuntimeError(f"docker-registry did not listen on {self.host}") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

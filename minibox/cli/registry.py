@@ -37,11 +37,10 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def _store(o: object):  # noqa: ANN202 - the store module loads only here
+def _store():  # noqa: ANN202 - the store module loads only here
     from minibox.image.store import Store
 
-    root = o.data_root or os.environ.get("MINIBOX_DATA_ROOT") or "/var/lib/minibox"
-    return Store(os.path.abspath(root))
+    return Store()  # the data root: --data-root, MINIBOX_DATA_ROOT, or /var/lib/minibox
 
 
 def _remote(text: str, verb: str):  # noqa: ANN202
@@ -65,16 +64,19 @@ def pull(argv: list[str]) -> int:
     p = _parser("pull", "[OPTIONS] NAME[:TAG|@DIGEST]",
                 "Download an image from a registry into the image store.", ("NAME",))
     _tls(p)
-    p.add("--data-root", metavar="DIR", help="the image store (default /var/lib/minibox)")
     o = p.parse(argv)
     _common(o)
     from minibox.image.registry.pull import pull as do_pull
 
     ref = _remote(o.name, "pull")
     reg = _registry(ref.registry, o)
+    from minibox.cli.progress import Progress
+
+    bar = Progress("Downloading")
     try:
-        do_pull(_store(o), ref, reg, _say)
+        do_pull(_store(), ref, reg, _say, bar)
     finally:
+        bar.done()
         reg.close()
     _say(str(ref))
     return 0
@@ -83,7 +85,6 @@ def pull(argv: list[str]) -> int:
 def push(argv: list[str]) -> int:
     p = _parser("push", "[OPTIONS] NAME[:TAG]", "Upload an image to a registry.", ("NAME",))
     _tls(p)
-    p.add("--data-root", metavar="DIR", help="the image store (default /var/lib/minibox)")
     o = p.parse(argv)
     _common(o)
     from minibox.image.registry.push import push as do_push
@@ -91,7 +92,7 @@ def push(argv: list[str]) -> int:
     ref = _remote(o.name, "push")
     reg = _registry(ref.registry, o)
     try:
-        do_push(_store(o), ref, reg, _say)
+        do_push(_store(), ref, reg, _say)
     finally:
         reg.close()
     return 0

@@ -12,7 +12,6 @@ once; an HTTPConnection is not shared between threads).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import ipaddress
 import json
@@ -264,55 +263,74 @@ class Registry:
         if resp.status != 200:
             raise MiniboxError(f"login to {self.host}: GET /v2/ answered {resp.status}")
 
-    def fetch_blob(self, repo: str, digest: str, out: BinaryIO, size: int | None = None,
-                   progress: Callable[[int], None] | None = None) -> None:
-        """GET a blob into `out`, hashing while writing; a connection that drops is
-        resumed with `Range: bytes=N-` (RFC 9110 14.2) where the registry answers 206,
-        restarted otherwise. The sha256 must equal `digest` or MiniboxError is raised."""
-        algo, _, want = digest.partition(":")
-        if algo != "sha256":
-            raise MiniboxError(f"blob {digest} of {repo}: only sha256 digests are supported")
-        path = f"/v2/{repo}/blobs/{digest}"
-        h = hashlib.sha256()
-        done = 0
-        failures = 0
+    def blob_reader(self, repo: str, digest: str, size: int | None = None,
+                    progress: Callable[[int], None] | None = None) -> BlobReader:
+        """A file-like reader of a blob; see BlobReader."""
+        return BlobReader(self, repo, digest, size, progress)
+
+
+class Restart(Exception):
+    """The connection dropped and the registry ignores Range: read the blob again."""
+
+
+class BlobReader:
+    """GET /v2/NAME/blobs/DIGEST as a stream with `read(n)`.
+
+    The store hashes what it reads and keeps it only if the sha256 is the digest. When
+    the connection drops the reader asks again with `Range: bytes=N-` (RFC 9110 14.2) and
+    goes on where it stopped if the registry answers 206 Partial Content; a registry that
+    answers 200 (whole blob again) makes it raise Restart, and the caller starts over.
+    """
+
+    def __init__(self, reg: Registry, repo: str, digest: str, size: int | None,
+                 progress: Callable[[int], None] | None) -> None:
+        self.reg, self.repo, self.digest, self.size = reg, repo, digest, size
+        self.progress = progress
+        self.path = f"/v2/{repo}/blobs/{digest}"
+        self.done = 0
+        self.failures = 0
+        self.resp: Response | None = None
+
+    def _open(self) -> None:
+        headers = {"Range": f"bytes={self.done}-"} if self.done else {}
+        why = (f"resume the blob from byte {self.done}" if self.done else
+               "download a blob (a layer or the config)")
+        resp = self.reg.request("GET", self.path, headers,
+                                scope=f"repository:{self.repo}:pull", why=why)
+        if resp.status == 200 and self.done:
+            resp.read()
+            raise Restart(self.digest)
+        if resp.status not in (200, 206):
+            raise MiniboxError(f"blob {self.digest} of {self.reg.host}/{self.repo}: "
+                               f"{resp.error_text()}")
+        self.resp = resp
+
+    def read(self, n: int = CHUNK) -> bytes:
         while True:
-            headers = {"Range": f"bytes={done}-"} if done else {}
-            why = (f"resume the layer from byte {done}" if done else
-                   "download a blob (a layer or the config)")
-            resp = self.request("GET", path, headers, scope=f"repository:{repo}:pull",
-                                why=why)
-            if resp.status == 200 and done:
-                out.seek(0)
-                out.truncate()
-                h, done = hashlib.sha256(), 0  # no Range support: start again
-            elif resp.status not in (200, 206):
-                text = resp.error_text()
-                raise MiniboxError(f"blob {digest} of {self.host}/{repo}: {text}")
             try:
-                while chunk := resp.raw.read1(CHUNK):
-                    out.write(chunk)
-                    h.update(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(len(chunk))
-                if size is None or done >= size:
-                    break
-                raise http.client.IncompleteRead(b"", size - done)
+                if self.resp is None:
+                    self._open()
+                assert self.resp is not None
+                chunk = self.resp.raw.read1(n)
+                if not chunk and self.size is not None and self.done < self.size:
+                    raise http.client.IncompleteRead(b"", self.size - self.done)
             except (OSError, http.client.HTTPException) as err:
-                self._drop(self.scheme or "https", self.host)
-                failures += 1
-                explain.step(f"GET {self.url(path)}", f"cut after {done} bytes "
+                self.resp = None
+                self.reg._drop(self.reg.scheme or "https", self.reg.host)
+                self.failures += 1
+                explain.step(f"GET {self.reg.url(self.path)}", f"cut after {self.done} bytes "
                              f"({_why_failed(err)})", "the connection dropped: resume", SPEC)
-                if failures >= ATTEMPTS:
-                    raise Unreachable(f"registry {self.host}: the connection dropped while "
-                                      f"downloading {digest} ({_why_failed(err)}); "
-                                      "is the registry running? then pull again") from None
-                time.sleep(0.25 * 2 ** (failures - 1))
-        got = "sha256:" + h.hexdigest()
-        if h.hexdigest() != want:
-            raise MiniboxError(f"blob {digest} of {self.host}/{repo} does not match its "
-                               f"digest: its content hashes to {got}; nothing was stored")
+                if self.failures >= ATTEMPTS:
+                    raise Unreachable(
+                        f"registry {self.reg.host}: the connection dropped while downloading "
+                        f"{self.digest} ({_why_failed(err)}); is the registry running? "
+                        "then pull again") from None
+                time.sleep(0.25 * 2 ** (self.failures - 1))
+                continue
+            self.done += len(chunk)
+            if chunk and self.progress:
+                self.progress(len(chunk))
+            return chunk
 
 
 def _why_failed(err: Exception | None) -> str:

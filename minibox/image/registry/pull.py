@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from minibox.errors import MiniboxError
-from minibox.image.registry.client import Registry
+from minibox.image.registry.client import Registry, Restart
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -95,7 +93,8 @@ def choose(index: dict, shown: str) -> str:
                        f"{', '.join(found) or 'none'})")
 
 
-def pull(store: object, ref: object, reg: Registry, say: Callable[[str], None]) -> str:
+def pull(store: object, ref: object, reg: Registry, say: Callable[[str], None],
+         progress: Callable[[int], None] | None = None) -> str:
     """Pull `ref` (a reference.Ref with a registry) into `store`; returns the manifest digest."""
     repo = ref.repository
     reference = ref.digest or ref.tag
@@ -111,42 +110,55 @@ def pull(store: object, ref: object, reg: Registry, say: Callable[[str], None]) 
     layers = manifest.get("layers") or []
     if not config.get("digest"):
         raise MiniboxError(f"manifest for {shown} names no config blob")
-    tmpdir = os.path.join(str(store.root), "tmp")
-    os.makedirs(tmpdir, exist_ok=True)
 
     def fetch(desc: dict) -> None:
-        d = desc["digest"]
-        # The download goes to the store's tmp/ (a name never taken for a finished blob)
-        # and is removed whatever happens: put_blob copies/renames only what it verifies.
-        fd, path = tempfile.mkstemp(prefix="pull-", dir=tmpdir)
-        try:
-            with os.fdopen(fd, "w+b") as f:
-                reg.fetch_blob(repo, d, f, desc.get("size"))
-                f.seek(0)
-                store.put_blob(f, expected=d, media_type=desc.get("mediaType"))
-        finally:
+        # The store streams the blob to its tmp/, hashing, and keeps it only when the
+        # sha256 is the digest; a registry that cannot resume makes us read it again.
+        for attempt in range(3):
+            reader = reg.blob_reader(repo, desc["digest"], desc.get("size"), progress)
             try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+                store.put_blob(reader, expected=desc["digest"],
+                               media_type=desc.get("mediaType"))
+                return
+            except Restart:
+                if attempt == 2:
+                    raise MiniboxError(f"blob {desc['digest']}: the connection kept "
+                                       "dropping; pull again") from None
+            finally:
+                if reader.resp is not None:
+                    reader.resp.raw.close()
 
     if not store.has_blob(config["digest"]):
         fetch(config)
+    with store.open_blob(config["digest"]) as f:
+        try:
+            diff_ids = (json.load(f).get("rootfs") or {}).get("diff_ids") or []
+        except ValueError:
+            raise MiniboxError(f"the config of {shown} is not JSON") from None
+    if len(diff_ids) != len(layers):
+        raise MiniboxError(f"{shown}: the config lists {len(diff_ids)} layers, the manifest "
+                           f"{len(layers)}")
+
+    def layer(desc: dict, diff_id: str) -> None:
+        fetch(desc)
+        # Unpacked right away, while the other layers are still downloading.
+        store.ensure_layer(desc["digest"], diff_id, desc.get("mediaType"))
+
     todo = []
-    for desc in layers:
+    for desc, diff_id in zip(layers, diff_ids, strict=True):
         short = desc["digest"].split(":")[-1][:12]
-        if store.has_blob(desc["digest"]):
+        if store.has_blob(desc["digest"]) and store.has_layer(diff_id):
             say(f"{short}: Already exists")
         else:
-            todo.append(desc)
+            todo.append((desc, diff_id))
     if todo:
         with ThreadPoolExecutor(max_workers=min(PARALLEL, len(todo))) as pool:
-            futures = [(desc, pool.submit(fetch, desc)) for desc in todo]
+            futures = [(desc, pool.submit(layer, desc, diff_id)) for desc, diff_id in todo]
             error: BaseException | None = None
             for desc, fut in futures:
                 try:
                     fut.result()
-                except BaseException as err:  # noqa: BLE001 - first error reported below
+                except BaseException as err:  # noqa: BLE001 - the first is raised below
                     error = error or err
                     continue
                 say(f"{desc['digest'].split(':')[-1][:12]}: Pull complete")
