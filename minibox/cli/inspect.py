@@ -70,17 +70,27 @@ def describe(st: dict, spec: dict) -> dict:
 
 
 def inspect(argv: list[str]) -> int:
-    p = FlagParser("minibox inspect", "minibox inspect CONTAINER [CONTAINER...]",
-                   "Show containers' state and configuration as JSON.",
-                   positionals=("CONTAINER",), rest="more")
+    p = FlagParser("minibox inspect", "minibox inspect [--type container|image] NAME [NAME...]",
+                   "Show containers' (or images') state and configuration as JSON.",
+                   positionals=("CONTAINER",), rest="more", interspersed=True)
+    p.add("--type", choices=("container", "image"), help="look only for this kind of object")
     o = p.parse(argv)
     st = store()
     out, code = [], 0
     for ref in [o.container] + o.more:
         try:
+            if o.type == "image":
+                raise MiniboxError(f"No such object: {ref}", 1)
             cid = st.resolve(ref)
             out.append(describe(st.load(cid), st.spec(cid)))
         except MiniboxError as err:
+            if o.type != "container":  # docker: a name that is no container may be an image
+                from minibox.cli.images import inspect_images
+
+                found, _ = inspect_images([ref])
+                if found:
+                    out.extend(found)
+                    continue
             sys.stderr.write(f"minibox: {err.message}\n")
             code = 1
     print(json.dumps(out, indent=4))

@@ -95,16 +95,18 @@ def main(argv: list[str]) -> int:
         if not all(_match(st, status, k, v) for k, v in filters):
             continue
         cid = st["id"] if o.no_trunc else st["id"][:12]
+        # A container made from an image shows the image's name, as docker does.
+        image = (st.get("annotations") or {}).get("minibox.imageRef") or st.get("rootfs", "")
         if o.quiet:
             out.append(cid)
         elif o.format:
             out.append(json.dumps({
-                "ID": cid, "Image": st.get("rootfs", ""), "Command": _command(st),
+                "ID": cid, "Image": image, "Command": _command(st),
                 "CreatedAt": st["created"], "State": status,
                 "Status": status_text(st, now), "Names": st.get("name", ""),
                 "Pid": st.get("pid", 0), "ExitCode": st.get("exitCode")}))
         else:
-            out.append(_row(cid, st.get("rootfs", ""), _command(st),
+            out.append(_row(cid, image, _command(st),
                             human(now - _seconds(st["created"])) + " ago",
                             status_text(st, now), "", st.get("name", "")))
     if not o.quiet and not o.format:

@@ -13,10 +13,14 @@ from minibox.runtime import spec as S
 
 
 def parser() -> FlagParser:
-    p = FlagParser("minibox run", "minibox run [OPTIONS] ROOTFS CMD [ARG...]",
-                   "Run a command in a new container made of real namespaces.",
+    p = FlagParser("minibox run", "minibox run [OPTIONS] IMAGE|ROOTFS [CMD [ARG...]]",
+                   "Run a command in a new container made of real namespaces. An argument "
+                   "that starts with / or ., ends with /, or names an existing file is a "
+                   "root filesystem directory; anything else names an image.",
                    positionals=("ROOTFS",), rest="command")
     a = p.add
+    a("--entrypoint", metavar="CMD", help="run CMD instead of the image's Entrypoint "
+      '("" clears it)')
     a("--explain", kind="bool", help="print every kernel step to stderr as it happens")
     a("-h", "--hostname", help="container hostname (default: the short container id)")
     a("-e", "--env", kind="append", metavar="KEY=VALUE", help="set an environment variable")
@@ -108,15 +112,31 @@ def _table(path: str) -> list[list[str]]:
         return []
 
 
-def build_spec(opts: Options) -> dict:
-    from minibox.runtime.run import check_rootfs
+def is_path(arg: str) -> bool:
+    """A rootfs directory, not an image name: starts with / or ., ends with /, or exists."""
+    return arg.startswith(("/", ".")) or arg.endswith("/") or os.path.exists(arg)
 
-    rootfs = check_rootfs(opts.rootfs)
-    if not opts.command:
-        raise MiniboxError("no command given: minibox run ROOTFS CMD [ARG...] "
-                           "(e.g. minibox run rootfs/ /bin/sh)")
-    spec = S.new_spec(rootfs, opts.command)
+
+def build_spec(opts: Options) -> dict:
     cid = os.urandom(32).hex()
+    image = None
+    if is_path(opts.rootfs):
+        from minibox.runtime.run import check_rootfs
+
+        if opts.entrypoint is not None:
+            raise MiniboxError("--entrypoint needs an image: a rootfs directory has no "
+                               "Entrypoint (give the command after the rootfs)")
+        rootfs = check_rootfs(opts.rootfs)
+        if not opts.command:
+            raise MiniboxError("no command given: minibox run ROOTFS CMD [ARG...] "
+                               "(e.g. minibox run rootfs/ /bin/sh)")
+        spec = S.new_spec(rootfs, opts.command)
+    else:
+        from minibox.cli import imagerun
+
+        image = imagerun.image_spec(opts, cid)
+        spec = image.spec
+        rootfs = image.lookup_root
     spec["annotations"]["minibox.id"] = cid
     for ns, oci in (("net", "network"), ("pid", "pid"), ("ipc", "ipc"), ("uts", "uts")):
         if getattr(opts, ns) == "host":
@@ -127,6 +147,9 @@ def build_spec(opts: Options) -> dict:
         spec["mounts"].append({"destination": "/sys", "type": "bind", "source": "/sys",
                                "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]})
     if opts.userns:
+        if image is not None:
+            raise MiniboxError("--userns with an image is not supported yet: overlayfs over "
+                               "idmapped layers needs a newer kernel path (use a rootfs dir)")
         S.add_userns(spec)
     if opts.uts == "host":
         if opts.hostname:
@@ -139,8 +162,9 @@ def build_spec(opts: Options) -> dict:
     proc = spec["process"]
     env = [f"HOSTNAME={hostname}"]
     home = "/root"
-    if opts.user:
-        uid, gid, pw_home = parse_user(opts.user, rootfs, opts.userns)
+    user = opts.user or (image.user if image is not None else None)
+    if user:
+        uid, gid, pw_home = parse_user(user, rootfs, opts.userns)
         proc["user"] = {"uid": uid, "gid": gid}
         home = pw_home or ("/root" if uid == 0 else "/")
     env.append(f"HOME={home}")
@@ -149,6 +173,8 @@ def build_spec(opts: Options) -> dict:
     if proc["terminal"]:
         env.append("TERM=xterm")
     proc["env"] = S.merge_env(proc["env"] + env, S.parse_env(opts.env, opts.env_file))
+    if image is not None and image.workdir and not opts.workdir:
+        proc["cwd"] = image.workdir
     if opts.workdir:
         if not opts.workdir.startswith("/"):
             raise MiniboxError(f'the working directory "{opts.workdir}" is invalid: '
@@ -259,7 +285,7 @@ def create_main(argv: list[str]) -> int:
 def main(argv: list[str], verb: str = "run") -> int:
     p = parser()
     if verb == "create":
-        p.prog, p.usage = "minibox create", "minibox create [OPTIONS] ROOTFS CMD [ARG...]"
+        p.prog, p.usage = "minibox create", "minibox create [OPTIONS] IMAGE|ROOTFS [CMD...]"
     opts = p.parse(argv)
     if opts.explain:
         explain.enable()

@@ -335,6 +335,16 @@ def write_layer(src: str, out: BinaryIO, progress: object = None) -> tuple[str, 
         compressed.size
 
 
+def write_tar(src: str, out: BinaryIO) -> int:
+    """Write the directory `src` as a plain tar (export): numeric owners, sorted names.
+    Returns the number of bytes written."""
+    counter = HashingWriter(out)
+    tf = tarfile.open(fileobj=counter, mode="w|", format=tarfile.PAX_FORMAT)  # type: ignore
+    _add_tree(tf, src, None)
+    tf.close()
+    return counter.size
+
+
 def _add_tree(tf: tarfile.TarFile, top: str, progress: object) -> None:
     inodes: dict[tuple[int, int], str] = {}
 

@@ -98,7 +98,10 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC) if fifo else None
     if has_namespace(spec, "mnt"):
         rfs.make_private()
-        if idmapped_fd is not None:
+        image = spec["annotations"].get("minibox.overlay")
+        if image:
+            rfs.image_rootfs(root, spec["annotations"]["minibox.rwdir"], image)
+        elif idmapped_fd is not None:
             rfs.attach_idmapped(root, idmapped_fd)
         else:
             rfs.bind_rootfs(root)
@@ -122,6 +125,9 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
         for entry in later:
             rfs.mount_one(root, entry, in_userns)
         rfs.pivot(root)
+        if spec["annotations"].get("minibox.overlay"):
+            # An image's WorkingDir may not exist in its layers: docker creates it.
+            os.makedirs(spec["process"].get("cwd") or "/", 0o755, exist_ok=True)
         if spec["root"].get("readonly"):
             rfs.remount_readonly("/", "--read-only: the container's root filesystem is read-only")
 

@@ -98,6 +98,20 @@ def overlay_rootfs(rootfs: str, scratch: str) -> None:
             why="put the overlay where the rootfs was, so the rest of the setup is the same")
 
 
+def image_rootfs(rootfs: str, rwdir: str, data: str) -> None:
+    """An image's layers stacked with overlayfs on the (empty) rootfs mount point.
+
+    `data` names the layer dirs as lowerdir (highest first) and the container's own
+    upperdir and workdir under `rwdir`, which outlive the container's run (commit and
+    diff read the upper dir) and go when the container is removed (overlayfs.rst).
+    """
+    for d in ("upper", "work", "merged"):
+        os.makedirs(os.path.join(rwdir, d), 0o755, exist_ok=True)
+    m.mount("overlay", rootfs, "overlay", 0, data,
+            why="overlayfs: the image's layers are the read-only lowerdirs (top first); "
+                "every write lands in this container's upperdir")
+
+
 def attach_idmapped(rootfs: str, mount_fd: int) -> None:
     m.move_mount(mount_fd, rootfs)
     os.close(mount_fd)

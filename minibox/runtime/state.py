@@ -138,6 +138,7 @@ class Store:
         if st is None:
             st = self.load(cid)
         self._rm_dir(cid)
+        _remove_rwdir(cid, st)
         if st.get("name"):
             link = os.path.join(self.ndir, st["name"])
             try:
@@ -368,6 +369,17 @@ def dumps(obj: object) -> str:
     if isinstance(obj, (list, tuple)):
         return "[" + ", ".join(dumps(v) for v in obj) + "]"
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def _remove_rwdir(cid: str, st: dict) -> None:
+    """A container made from an image has its overlay upper and work dirs in the image
+    store (<data root>/containers/ID); they go with the container."""
+    rwdir = (st.get("annotations") or {}).get("minibox.rwdir")
+    if rwdir and os.path.basename(rwdir) == cid and \
+            os.path.basename(os.path.dirname(rwdir)) == "containers":
+        import shutil
+
+        shutil.rmtree(rwdir, ignore_errors=True)
 
 
 def _unlink(path: str) -> None:

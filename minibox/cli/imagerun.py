@@ -1,0 +1,95 @@
+"""`minibox run IMAGE`: an image's layers and config -> the container's spec.
+
+The layers become the overlay's lowerdirs, an upper and a work dir per container live
+in the image store (<data root>/containers/ID), and the image config gives the
+command (Entrypoint + Cmd), Env, WorkingDir and User (image-spec config.md; docker's
+rules for --entrypoint and a command given on the command line). The overlay itself is
+mounted by the container's init, in its own mount namespace, so nothing is mounted on
+the host and nothing stays mounted if minibox is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from minibox.cli.flags import Options
+from minibox.errors import MiniboxError
+from minibox.runtime import spec as S
+
+# mount(2) copies at most one page of option data: the lowerdir list must fit in it.
+_PAGE = 4096
+
+
+class ImageSpec:
+    def __init__(self, spec: dict, lookup_root: str, user: str, workdir: str) -> None:
+        self.spec = spec
+        self.lookup_root = lookup_root  # where /etc/passwd is read for --user names
+        self.user = user
+        self.workdir = workdir
+
+
+def image_spec(opts: Options, cid: str) -> ImageSpec:
+    from minibox.image.store import Store
+
+    st = Store()
+    try:
+        img = st.image(opts.rootfs)
+    except MiniboxError as err:
+        if err.message.startswith("No such image"):
+            raise MiniboxError(f"Unable to find image '{opts.rootfs}' locally (minibox does "
+                               "not pull: import or load it, or give a rootfs directory "
+                               "path such as ./rootfs)") from None
+        raise
+    cfg = img.config.get("config") or {}
+    entrypoint = list(cfg.get("Entrypoint") or [])
+    cmd = list(cfg.get("Cmd") or [])
+    if opts.entrypoint is not None:
+        # docker: --entrypoint replaces the Entrypoint and drops the image's Cmd.
+        entrypoint = [opts.entrypoint] if opts.entrypoint else []
+        cmd = []
+    if opts.command:
+        cmd = list(opts.command)
+    args = entrypoint + cmd
+    if not args:
+        raise MiniboxError(f"No command specified: image {opts.rootfs} has no Entrypoint or "
+                           f"Cmd (give one: minibox run {opts.rootfs} CMD [ARG...])")
+    rwdir = os.path.join(st.root, "containers", cid)
+    dirs = img.layer_dirs()
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise MiniboxError(f"image {opts.rootfs} is damaged: layer {d} is missing "
+                               "(remove it with rmi and load it again)")
+    data = (f"lowerdir={':'.join(reversed(dirs))},upperdir={rwdir}/upper,"
+            f"workdir={rwdir}/work")
+    if len(data) >= _PAGE:
+        raise MiniboxError(f"image {opts.rootfs} has too many layers ({len(dirs)}) for one "
+                           "overlay mount option page; use a shorter --data-root")
+    spec = S.new_spec(os.path.join(rwdir, "merged"), args)
+    env = list(cfg.get("Env") or [])
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, f"PATH={S.DEFAULT_PATH}")
+    spec["process"]["env"] = env
+    spec["annotations"].update({
+        "minibox.image": img.id,
+        "minibox.imageRef": opts.rootfs,
+        "minibox.layers": ",".join(img.diff_ids),
+        "minibox.rwdir": rwdir,
+        "minibox.overlay": data,
+    })
+    return ImageSpec(spec, _passwd_layer(dirs), cfg.get("User") or "",
+                     cfg.get("WorkingDir") or "")
+
+
+def _passwd_layer(dirs: list[str]) -> str:
+    """The highest layer holding /etc/passwd: where --user names are looked up (the
+    merged tree exists only inside the container's mount namespace)."""
+    for d in reversed(dirs):
+        try:
+            st = os.lstat(os.path.join(d, "etc", "passwd"))
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            break  # a whiteout: deleted in this layer
+        return d
+    return dirs[-1] if dirs else "/nonexistent"
