@@ -181,7 +181,7 @@ class Registry:
                          why or "registry request", SPEC)
             return Response(raw, url)
         raise Unreachable(f"registry {self.host}: {method} {url} failed: {_why_failed(last)} "
-                          f"(is the registry running? then try again)")
+                          f"(is the registry running? then try again)") from last
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: bytes | BinaryIO | None = None, scope: str | None = None,
@@ -295,8 +295,9 @@ class BlobReader:
         headers = {"Range": f"bytes={self.done}-"} if self.done else {}
         why = (f"resume the blob from byte {self.done}" if self.done else
                "download a blob (a layer or the config)")
+        # No retry inside: read() retries, resuming from where the bytes stopped.
         resp = self.reg.request("GET", self.path, headers,
-                                scope=f"repository:{self.repo}:pull", why=why)
+                                scope=f"repository:{self.repo}:pull", why=why, retry=False)
         if resp.status == 200 and self.done:
             resp.read()
             raise Restart(self.digest)
@@ -314,7 +315,7 @@ class BlobReader:
                 chunk = self.resp.raw.read1(n)
                 if not chunk and self.size is not None and self.done < self.size:
                     raise http.client.IncompleteRead(b"", self.size - self.done)
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, http.client.HTTPException, Unreachable) as err:
                 self.resp = None
                 self.reg._drop(self.reg.scheme or "https", self.reg.host)
                 self.failures += 1
@@ -334,6 +335,8 @@ class BlobReader:
 
 
 def _why_failed(err: Exception | None) -> str:
+    if isinstance(err, Unreachable):
+        return str(err.__cause__ and _why_failed(err.__cause__) or "connection failed")
     if isinstance(err, ConnectionRefusedError):
         return "connection refused"
     if isinstance(err, socket.timeout):

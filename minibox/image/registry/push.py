@@ -38,12 +38,21 @@ def _with_digest(url: str, digest: str) -> str:
     return f"{url}{sep}digest={urllib.parse.quote(digest)}"
 
 
+def _denied(reg: Registry, repo: str, resp: object) -> None:
+    if resp.status in (401, 403):
+        text = resp.error_text() if resp.raw.getheader("Content-Length") != "0" else ""
+        raise MiniboxError(f"push access denied for {reg.host}/{repo}: "
+                           f"{text or 'authentication required'} "
+                           f"(run: minibox login {reg.host})")
+
+
 def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable,
            mount_from: list[str]) -> str:
     """Send one blob unless the registry has it; returns what happened, in docker's words."""
     scope = f"repository:{repo}:pull,push"
     resp = reg.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=scope,
                        why="does the registry have this blob already?")
+    _denied(reg, repo, resp)
     resp.read()
     if resp.status == 200:
         return "Layer already exists"
@@ -62,10 +71,11 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
     if location is None:
         resp = reg.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope,
                            why="open an upload session")
-        resp.read()
+        _denied(reg, repo, resp)
         if resp.status != 202:
             raise MiniboxError(f"push to {reg.host}/{repo}: opening an upload answered "
                                f"{resp.error_text()}")
+        resp.read()
         location = _location(resp, resp.url)
     octet = {"Content-Type": "application/octet-stream"}
     with open_blob(digest) as f:
@@ -80,10 +90,10 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
                 resp = reg.request("PATCH", location, hdrs, chunk, scope=scope,
                                    why=f"send bytes {start}-{start + len(chunk) - 1}",
                                    retry=False)
-                resp.read()
                 if resp.status != 202:
                     raise MiniboxError(f"push to {reg.host}/{repo}: chunk of {digest} "
                                        f"refused: {resp.error_text()}")
+                resp.read()
                 location = _location(resp, resp.url)
                 start += len(chunk)
             resp = reg.request("PUT", _with_digest(location, digest), octet, b"",
@@ -139,6 +149,7 @@ def push(store: object, ref: object, reg: Registry, say: Callable[[str], None]) 
                        img.manifest_bytes, scope=f"repository:{repo}:pull,push",
                        why="publish the manifest under the tag")
     if resp.status != 201:
+        _denied(reg, repo, resp)
         raise MiniboxError(f"push to {reg.host}/{repo}: manifest refused: {resp.error_text()}")
     resp.read()
     digest = img.manifest_digest
