@@ -43,8 +43,9 @@ class Unreachable(MiniboxError):
 class Response:
     """The answer to one request: status, headers (case-insensitive) and the open body."""
 
-    def __init__(self, raw: http.client.HTTPResponse, url: str) -> None:
+    def __init__(self, raw: http.client.HTTPResponse, url: str, method: str = "GET") -> None:
         self.raw = raw
+        self.method = method
         self.status = raw.status
         self.reason = raw.reason
         self.url = url
@@ -179,7 +180,7 @@ class Registry:
                 continue
             explain.step(f"{method} {url}", f"{raw.status} {raw.reason}",
                          why or "registry request", SPEC)
-            return Response(raw, url)
+            return Response(raw, url, method)
         raise Unreachable(f"registry {self.host}: {method} {url} failed: {_why_failed(last)} "
                           f"(is the registry running? then try again)") from last
 

@@ -40,7 +40,8 @@ def _with_digest(url: str, digest: str) -> str:
 
 def _denied(reg: Registry, repo: str, resp: object) -> None:
     if resp.status in (401, 403):
-        text = resp.error_text() if resp.raw.getheader("Content-Length") != "0" else ""
+        # A HEAD answer has no body to carry the registry's words.
+        text = "" if resp.method == "HEAD" else resp.error_text()
         raise MiniboxError(f"push access denied for {reg.host}/{repo}: "
                            f"{text or 'authentication required'} "
                            f"(run: minibox login {reg.host})")
