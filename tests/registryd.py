@@ -8,11 +8,16 @@ and stopped by its PID.
 
 from __future__ import annotations
 
+import base64
+import http.server
+import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 USER, PASSWORD = "student", "s3cret-pw"
@@ -42,11 +47,92 @@ def make_certs(d: Path) -> tuple[Path, Path, Path]:
     return d / "ca.crt", d / "server.crt", d / "server.key"
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """A token service for the registry's Bearer auth (docker's token authentication
+    specification), on 127.0.0.1: GET /token?service=S&scope=repository:NAME:ACTIONS with
+    Basic credentials answers {"token": JWT} granting the asked actions to USER; no or
+    wrong credentials get 401. The JWT is RS256-signed with openssl(1) by a key whose
+    self-signed certificate the registry trusts (`rootcertbundle`), sent in `x5c`.
+
+    Debian packages no token server, so this small one stands in for docker_auth or
+    Harbor's: it plays the part the spec gives the authorisation service, nothing else.
+    """
+
+    def __init__(self, top: Path, service: str = "minibox-test") -> None:
+        top.mkdir(parents=True, exist_ok=True)
+        self.key, self.cert = top / "token.key", top / "token.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(self.key), "-out", str(self.cert), "-days", "1",
+                        "-subj", "/CN=minibox test token signer"], check=True,
+                       capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.service = service
+        self.issuer = "minibox-test-issuer"
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                server.requests.append(self.path)
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                auth = self.headers.get("Authorization", "")
+                user = None
+                if auth.startswith("Basic "):
+                    name, _, pw = base64.b64decode(auth[6:]).decode().partition(":")
+                    user = name if (name, pw) == (USER, PASSWORD) else "!"
+                if user in (None, "!"):
+                    body = b'{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}'
+                    self.send_response(401)
+                else:
+                    body = json.dumps({"token": server.token(user, query.get("scope", []))
+                                       }).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def token(self, user: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":", 2) if scope.count(":") >= 2 else \
+                (scope, "", "")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": self.issuer, "sub": user, "aud": self.service, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing = (_b64url(json.dumps(header).encode()) + "."
+                   + _b64url(json.dumps(claims).encode())).encode()
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                             input=signing, check=True, capture_output=True).stdout
+        return signing.decode() + "." + _b64url(sig)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
 class Registryd:
     """docker-registry serving DIR/storage on 127.0.0.1:PORT (plain, htpasswd, TLS)."""
 
     def __init__(self, top: Path, auth: bool = False, tls: bool = False,
-                 port: int | None = None) -> None:
+                 port: int | None = None, token: TokenServer | None = None) -> None:
         self.top = top
         self.auth = auth
         self.tls = tls
@@ -69,6 +155,10 @@ class Registryd:
             (top / "htpasswd").write_text(out)
             lines += ["auth:", "  htpasswd:", "    realm: minibox-test",
                       f"    path: {top / 'htpasswd'}"]
+        if token:
+            lines += ["auth:", "  token:", f"    realm: {token.realm}",
+                      f"    service: {token.service}", f"    issuer: {token.issuer}",
+                      f"    rootcertbundle: {token.cert}"]
         self.config = top / "config.yml"
         self.config.write_text("\n".join(lines) + "\n")
 

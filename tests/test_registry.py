@@ -15,12 +15,13 @@ import shutil
 import socket
 import subprocess
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import DATA_ROOTS, MINIBOX, REPO, require_rootfs
-from registryd import PASSWORD, USER, Registryd
+from registryd import PASSWORD, USER, Registryd, TokenServer
 
 pytestmark = pytest.mark.skipif(shutil.which("docker-registry") is None,
                                 reason="docker-registry is not installed (bash .ci/setup)")
@@ -206,6 +207,30 @@ def test_login_push_logout_pull_over_tls(box: Callable[[str], Box], secure: Regi
     b.ok("login", "-u", USER, "--password-stdin", host, input=PASSWORD + "\n")
     assert "Pull complete" in b.ok("pull", name)
     assert b("run", "--rm", name, "true").returncode == 0
+
+
+def test_bearer_token_auth(box: Callable[[str], Box], tmp_path: Path) -> None:
+    tokens = TokenServer(tmp_path / "token")
+    try:
+        with Registryd(tmp_path / "reg", token=tokens) as reg:
+            a, b = box("a"), box("b")
+            name = busybox(a, f"{reg.host}/tok/busybox:1")
+            assert a.fails("push", name).startswith(
+                f"minibox: registry {reg.host}: the token service refused anonymous access")
+            err = a.fails("login", "-u", USER, "--password-stdin", reg.host, input="nope\n")
+            assert "the token service refused these credentials: bad credentials" in err
+            a.ok("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD + "\n")
+            tokens.requests.clear()
+            a.ok("push", name)
+            # One token per scope, reused for every request of that scope.
+            scopes = [urllib.parse.parse_qs(urllib.parse.urlsplit(p).query).get("scope")
+                      for p in tokens.requests]
+            assert scopes == [["repository:tok/busybox:pull,push"]], tokens.requests
+            b.ok("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD + "\n")
+            assert "Pull complete" in b.ok("pull", name)
+            assert b("run", "--rm", name, "true").returncode == 0
+    finally:
+        tokens.close()
 
 
 def test_untrusted_certificate_refused(box: Callable[[str], Box], secure: Registryd) -> None:
