@@ -402,3 +402,27 @@ def test_registry_stopped_mid_pull_then_retry(box: Callable[[str], Box], registr
     out = b.ok("pull", name)
     assert "Pull complete" in out and f"Status: Downloaded newer image for {name}" in out
     assert b("run", "--rm", name, "true").returncode == 0
+
+
+def test_large_layer_chunked_upload(box: Callable[[str], Box], registry: Registryd,
+                                    tmp_path: Path) -> None:
+    a, b = box("a"), box("b")
+    tree = tmp_path / "tree"
+    subprocess.run(["cp", "-a", str(REPO / "rootfs"), str(tree)], check=True)
+    data = os.urandom(40 << 20)  # incompressible: the gzip layer stays above one chunk
+    (tree / "big").write_bytes(data)
+    a.ok("import", tree, "big:1")
+    name = f"{registry.host}/big:1"
+    a.ok("tag", "big:1", name)
+    proc = a("push", "--explain", name)
+    assert proc.returncode == 0, proc.stderr
+    patches = [line for line in proc.stderr.splitlines() if line.startswith("[explain] PATCH")]
+    assert len(patches) == 2 and all(p.endswith("= 202 Accepted") for p in patches)
+    assert "why: send bytes 0-33554431" in proc.stderr
+    out = b.ok("pull", name)
+    assert "Pull complete" in out
+    import hashlib
+
+    run = b("run", "--rm", name, "sha256sum", "/big")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[0] == hashlib.sha256(data).hexdigest()

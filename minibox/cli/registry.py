@@ -70,13 +70,12 @@ def pull(argv: list[str]) -> int:
 
     ref = _remote(o.name, "pull")
     reg = _registry(ref.registry, o)
-    from minibox.cli.progress import Progress
+    from minibox.cli.bars import Bars
 
-    bar = Progress("Downloading")
+    bars = Bars("Downloading")
     try:
-        do_pull(_store(), ref, reg, _say, bar)
+        do_pull(_store(), ref, reg, bars.say, bars.blob)
     finally:
-        bar.done()
         reg.close()
     _say(str(ref))
     return 0
@@ -91,8 +90,11 @@ def push(argv: list[str]) -> int:
 
     ref = _remote(o.name, "push")
     reg = _registry(ref.registry, o)
+    from minibox.cli.bars import Bars
+
+    bars = Bars("Pushing")
     try:
-        do_push(_store(), ref, reg, _say)
+        do_push(_store(), ref, reg, bars.say, bars.blob)
     finally:
         reg.close()
     return 0

@@ -125,10 +125,11 @@ class Registry:
         conn = conns.get(key)
         if conn is None:
             if scheme == "https":
-                conn = http.client.HTTPSConnection(netloc, timeout=TIMEOUT,
+                conn = http.client.HTTPSConnection(netloc, timeout=TIMEOUT, blocksize=CHUNK,
                                                    context=self._context())
             else:
-                conn = http.client.HTTPConnection(netloc, timeout=TIMEOUT)
+                # blocksize: a file body is sent in reads of this size (default 8 KiB).
+                conn = http.client.HTTPConnection(netloc, timeout=TIMEOUT, blocksize=CHUNK)
             conns[key] = conn
             with self._lock:
                 self._conns.append(conn)

@@ -94,8 +94,11 @@ def choose(index: dict, shown: str) -> str:
 
 
 def pull(store: object, ref: object, reg: Registry, say: Callable[[str], None],
-         progress: Callable[[int], None] | None = None) -> str:
-    """Pull `ref` (a reference.Ref with a registry) into `store`; returns the manifest digest."""
+         progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> str:
+    """Pull `ref` (a reference.Ref with a registry) into `store`; returns the manifest digest.
+
+    `progress(digest, size)` gives the callback that is told the bytes of that blob as
+    they arrive (the CLI draws one bar per layer with it)."""
     repo = ref.repository
     reference = ref.digest or ref.tag
     shown = str(ref)
@@ -111,11 +114,12 @@ def pull(store: object, ref: object, reg: Registry, say: Callable[[str], None],
     if not config.get("digest"):
         raise MiniboxError(f"manifest for {shown} names no config blob")
 
-    def fetch(desc: dict) -> None:
+    def fetch(desc: dict, bar: bool = True) -> None:
         # The store streams the blob to its tmp/, hashing, and keeps it only when the
         # sha256 is the digest; a registry that cannot resume makes us read it again.
         for attempt in range(3):
-            reader = reg.blob_reader(repo, desc["digest"], desc.get("size"), progress)
+            tick = progress(desc["digest"], desc.get("size")) if progress and bar else None
+            reader = reg.blob_reader(repo, desc["digest"], desc.get("size"), tick)
             try:
                 store.put_blob(reader, expected=desc["digest"],
                                media_type=desc.get("mediaType"))
@@ -129,7 +133,7 @@ def pull(store: object, ref: object, reg: Registry, say: Callable[[str], None],
                     reader.resp.raw.close()
 
     if not store.has_blob(config["digest"]):
-        fetch(config)
+        fetch(config, bar=False)
     with store.open_blob(config["digest"]) as f:
         try:
             diff_ids = (json.load(f).get("rootfs") or {}).get("diff_ids") or []

@@ -47,8 +47,23 @@ def _denied(reg: Registry, repo: str, resp: object) -> None:
                            f"(run: minibox login {reg.host})")
 
 
+class _Counting:
+    """A blob file as a request body that reports the bytes http.client reads from it."""
+
+    def __init__(self, f: object, tick: Callable[[int], None]) -> None:
+        self.f, self.tick = f, tick
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.tick(len(data))
+        return data
+
+    def seek(self, pos: int) -> None:
+        self.f.seek(pos)
+
+
 def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable,
-           mount_from: list[str]) -> str:
+           mount_from: list[str], tick: Callable[[int], None] | None = None) -> str:
     """Send one blob unless the registry has it; returns what happened, in docker's words."""
     scope = f"repository:{repo}:pull,push"
     resp = reg.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=scope,
@@ -81,8 +96,9 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
     octet = {"Content-Type": "application/octet-stream"}
     with open_blob(digest) as f:
         if size <= CHUNK:
-            body = f.read()
-            resp = reg.request("PUT", _with_digest(location, digest), octet, body, scope=scope,
+            body = _Counting(f, tick) if tick else f.read()
+            resp = reg.request("PUT", _with_digest(location, digest),
+                               {**octet, "Content-Length": str(size)}, body, scope=scope,
                                why="send the whole blob and close the upload", retry=False)
         else:
             start = 0
@@ -97,6 +113,8 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
                 resp.read()
                 location = _location(resp, resp.url)
                 start += len(chunk)
+                if tick:
+                    tick(len(chunk))
             resp = reg.request("PUT", _with_digest(location, digest), octet, b"",
                                scope=scope, why="close the upload: the registry checks the "
                                "digest", retry=False)
@@ -107,8 +125,10 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
     return "Pushed"
 
 
-def push(store: object, ref: object, reg: Registry, say: Callable[[str], None]) -> str:
-    """Push the store's image named `ref` to its registry; returns the manifest digest."""
+def push(store: object, ref: object, reg: Registry, say: Callable[[str], None],
+         progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> str:
+    """Push the store's image named `ref` to its registry; returns the manifest digest.
+    `progress(digest, size)` gives a callback told the bytes of that blob as they go."""
     shown = str(ref)
     try:
         img = store.image(shown)
@@ -136,7 +156,8 @@ def push(store: object, ref: object, reg: Registry, say: Callable[[str], None]) 
 
     def one(item: tuple[str, int]) -> str:
         d, size = item
-        return upload(reg, repo, d, size, store.open_blob, sorted(set(others.get(d, []))))
+        return upload(reg, repo, d, size, store.open_blob, sorted(set(others.get(d, []))),
+                      progress(d, size) if progress else None)
 
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         results = list(pool.map(one, blobs))
