@@ -147,6 +147,13 @@ def test_push_pull_run_search_tags(box: Callable[[str], Box], registry: Registry
     out = b.ok("search", f"{registry.host}/busy")
     assert out.splitlines()[1].split() == [f"{registry.host}/tools/busybox", "1.0", "latest"]
     assert b.ok("search", f"{registry.host}/nothing-like-this").splitlines() == ["NAME   TAGS"]
+    b.ok("tag", name, f"{registry.host}/other:2")
+    b.ok("push", f"{registry.host}/other:2")
+    out = b.ok("search", "--filter", "tag=latest", f"{registry.host}/")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [
+        f"{registry.host}/tools/busybox"]
+    assert len(b.ok("search", "--limit", "1", f"{registry.host}/").splitlines()) == 2
+    assert "tag=TAG only" in b.fails("search", "--filter", "stars=3", f"{registry.host}/")
 
 
 def test_pull_by_digest_and_mount(box: Callable[[str], Box], registry: Registryd) -> None:
@@ -426,3 +433,47 @@ def test_large_layer_chunked_upload(box: Callable[[str], Box], registry: Registr
     run = b("run", "--rm", name, "sha256sum", "/big")
     assert run.returncode == 0, run.stderr
     assert run.stdout.split()[0] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["oci", "docker"])
+def test_index_picks_this_platform(box: Callable[[str], Box], registry: Registryd,
+                                   kind: str) -> None:
+    """An OCI index / Docker manifest list naming two images: pull takes linux/amd64's."""
+    import hashlib
+    import platform
+    import urllib.request
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the index below names amd64 as this machine's platform")
+    a, b = box("a"), box("b")
+    digests = {}
+    for arch, cmd in (("amd64", "echo amd64"), ("arm64", "echo arm64")):
+        a.ok("import", "-c", f'CMD ["sh", "-c", "{cmd}"]', "rootfs", f"multi:{arch}")
+        a.ok("tag", f"multi:{arch}", f"{registry.host}/multi:{arch}")
+        out = a.ok("push", f"{registry.host}/multi:{arch}")
+        digests[arch] = out.splitlines()[-1].split("digest: ")[1].split()[0]
+    media = {"oci": "application/vnd.oci.image.index.v1+json",
+             "docker": "application/vnd.docker.distribution.manifest.list.v2+json"}[kind]
+    child = {"oci": "application/vnd.oci.image.manifest.v1+json",
+             "docker": "application/vnd.oci.image.manifest.v1+json"}[kind]
+    index = {"schemaVersion": 2, "mediaType": media, "manifests": [
+        {"mediaType": child, "digest": digests[arch], "size": 480,
+         "platform": {"architecture": arch, "os": "linux"}} for arch in ("arm64", "amd64")]}
+    body = json.dumps(index).encode()
+    for m in index["manifests"]:
+        raw = urllib.request.urlopen(urllib.request.Request(
+            f"http://{registry.host}/v2/multi/manifests/{m['digest']}",
+            headers={"Accept": child}))
+        m["size"] = len(raw.read())
+    body = json.dumps(index).encode()
+    req = urllib.request.Request(f"http://{registry.host}/v2/multi/manifests/both",
+                                 data=body, method="PUT", headers={"Content-Type": media})
+    assert urllib.request.urlopen(req).status == 201
+    name = f"{registry.host}/multi:both"
+    out = b.ok("pull", name)
+    index_digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    assert f"Digest: {index_digest}" in out  # the digest the tag names, as docker shows
+    run = b("run", "--rm", name)
+    assert (run.returncode, run.stdout) == (0, "amd64\n"), run.stderr
+    assert digests["amd64"][7:] in b.blobs() and digests["arm64"][7:] not in b.blobs()
+    assert index_digest[7:] in b.blobs()  # the index is kept too, byte for byte

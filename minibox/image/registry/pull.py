@@ -105,6 +105,7 @@ def pull(store: object, ref: object, reg: Registry, say: Callable[[str], None],
     if not ref.digest:
         say(f"{ref.tag}: Pulling from {repo}")
     body, media, digest = get_manifest(reg, repo, reference, shown)
+    top = digest  # what the tag names (an index's digest, as docker prints it)
     if media in INDEXES:
         store.put_blob(body, expected=digest, media_type=media)
         body, media, digest = get_manifest(reg, repo, choose(json.loads(body), shown), shown)
@@ -175,7 +176,7 @@ def pull(store: object, ref: object, reg: Registry, say: Callable[[str], None],
         except MiniboxError:
             before = None
     store.add_image(body, None if ref.digest else shown)
-    say(f"Digest: {digest}")
+    say(f"Digest: {top}")
     if before == digest:
         say(f"Status: Image is up to date for {shown}")
     else:
