@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -200,10 +201,12 @@ def test_layer_compressions(tmp_path, compress):
 def test_layer_escapes_are_refused(tmp_path, entries, needle):
     dest = tmp_path / "l"
     dest.mkdir()
+    outside = [Path("/etc/x"), Path("/tmp/x"), tmp_path / "x"]
+    before = [p.exists() for p in outside]
     with pytest.raises(MiniboxError) as exc:
         layer.apply(io.BytesIO(make_tar(entries)), str(dest))
     assert f'"{needle}"' in exc.value.message
-    assert not Path("/etc/x").exists() and not Path("/tmp/x").exists()
+    assert [p.exists() for p in outside] == before
 
 
 def test_truncated_gzip_is_refused(tmp_path):
@@ -252,3 +255,355 @@ def test_import_from_stdin_and_bad_sources(tmp_path, data_root):
     assert (sorted(os.listdir(st.blobs)), sorted(os.listdir(st.layers_dir)), st.refs()) == \
         before
     assert not Path("/etc/evil").exists()
+
+
+# -- run IMAGE -------------------------------------------------------------------------------
+
+@pytest.fixture
+def bb(data_root: str) -> str:
+    """The busybox rootfs imported as image `bb` with a config to honour."""
+    ok(mb(data_root, "import", ROOTFS, "bb", "-c", 'CMD ["sh", "-c", "echo from-cmd"]',
+          "-c", "ENV GREETING=hello PATH=/usr/bin:/bin", "-c", "WORKDIR /work/dir",
+          "-c", "LABEL team=blue"))
+    return "bb"
+
+
+def test_run_image_applies_config(data_root, bb):
+    assert ok(mb(data_root, "run", bb)) == "from-cmd\n"
+    ok(mb(data_root, "import", ROOTFS, "user", "-c", "USER student", "-c", "ENV GREETING=hello",
+          "-c", "WORKDIR /work/dir"))
+    out = ok(mb(data_root, "run", "user", "sh", "-c", 'echo $GREETING; pwd; id -u; id -g'))
+    assert out.split("\n")[:4] == ["hello", "/work/dir", "1000", "1000"]
+    assert "PATH=/usr/bin:/bin\n" in ok(mb(data_root, "run", bb, "env"))
+    # -u, -w and -e beat the image's User, WorkingDir and Env.
+    out = ok(mb(data_root, "run", "-u", "0", "-w", "/tmp", "-e", "GREETING=bye", "user",
+                "sh", "-c", "echo $GREETING; pwd; id -u"))
+    assert out.split() == ["bye", "/tmp", "0"]
+    # The container sees one overlay as /, made of the image's layer and its own upper.
+    mi = ok(mb(data_root, "run", bb, "cat", "/proc/self/mountinfo")).splitlines()[0]
+    st = Store(data_root)
+    assert " / / " in mi and "overlay" in mi and st.image(bb).layer_dirs()[0] in mi
+
+
+def test_run_image_entrypoint(data_root, bb):
+    ok(mb(data_root, "import", ROOTFS, "ep", "-c", 'ENTRYPOINT ["echo", "ep:"]',
+          "-c", 'CMD ["default"]'))
+    assert ok(mb(data_root, "run", "ep")) == "ep: default\n"
+    assert ok(mb(data_root, "run", "ep", "given", "args")) == "ep: given args\n"
+    # --entrypoint replaces the Entrypoint and drops the image's Cmd (docker's rule).
+    assert ok(mb(data_root, "run", "--entrypoint", "/bin/echo", "ep")) == "\n"
+    assert ok(mb(data_root, "run", "--entrypoint", "/bin/echo", "ep", "x")) == "x\n"
+    assert ok(mb(data_root, "run", "--entrypoint", "", "ep", "echo", "plain")) == "plain\n"
+
+
+def test_run_image_writes_stay_in_the_container(data_root, bb):
+    st = Store(data_root)
+    layer_dir = st.image(bb).layer_dirs()[0]
+    before = tree_of(layer_dir)
+    ok(mb(data_root, "run", bb, "sh", "-c", "rm /bin/ls; echo x > /etc/hostname; "
+                                              "mkdir -p /new/dir"))
+    assert tree_of(layer_dir) == before
+    assert "from-cmd" in ok(mb(data_root, "run", bb))
+    assert ok(mb(data_root, "run", bb, "ls", "/bin/ls")).strip() == "/bin/ls"
+
+
+def test_run_detached_image_and_rm(data_root, bb):
+    cid = ok(mb(data_root, "run", "-d", "--name", "img-d", bb, "sleep", "30")).strip()
+    try:
+        rw = Path(data_root) / "containers" / cid
+        assert (rw / "upper").is_dir() and (rw / "work").is_dir()
+        ps = ok(mb(data_root, "ps"))
+        assert any(line.startswith(cid[:12]) and " bb " in line for line in ps.splitlines())
+        ok(mb(data_root, "exec", "img-d", "sh", "-c", "echo hi > /made-by-exec"))
+        assert (rw / "upper" / "made-by-exec").read_text() == "hi\n"
+    finally:
+        ok(mb(data_root, "rm", "-f", "img-d"))
+    assert not (Path(data_root) / "containers" / cid).exists()
+
+
+def test_run_path_rule_and_errors(data_root, bb, tmp_path):
+    # An existing directory named like an image is a rootfs path; so is ./x or x/.
+    r = mb(data_root, "run", "rootfs", "echo", "dir")
+    assert ok(r) == "dir\n"
+    err = one_line_error(mb(data_root, "run", "nosuchimage"))
+    assert "Unable to find image 'nosuchimage'" in err
+    err = one_line_error(mb(data_root, "run", "Not:Valid:Ref", "true"))
+    assert "invalid reference format" in err
+    ok(mb(data_root, "import", ROOTFS, "nocmd"))
+    assert "No command specified" in one_line_error(mb(data_root, "run", "nocmd"))
+    assert "--entrypoint needs an image" in one_line_error(
+        mb(data_root, "run", "--entrypoint", "x", ROOTFS, "true"))
+    assert "userns" in one_line_error(mb(data_root, "run", "--userns", bb, "true"))
+
+
+# -- commit, diff, export, history --------------------------------------------------------------
+
+def test_commit_round_trip_with_whiteouts(data_root, bb, tmp_path):
+    script = ("rm /etc/passwd.bak 2>/dev/null; rm /etc/group; echo new > /added; "
+              "echo changed > /etc/hostname; rm -rf /home; mkdir /home; echo h > /home/only; "
+              "mkdir -p /opt/a")
+    ok(mb(data_root, "create", "--name", "cm", bb, "sh", "-c", script))
+    try:
+        ok(mb(data_root, "start", "cm"))
+        assert ok(mb(data_root, "wait", "cm")).strip() == "0"
+        d = ok(mb(data_root, "diff", "cm")).splitlines()
+        for line in ("A /added", "D /etc/group", "C /etc", "A /opt", "A /opt/a", "C /home",
+                     "D /home/student", "A /home/only"):
+            assert line in d, (line, d)
+        new_id = ok(mb(data_root, "commit", "-m", "the change", "-a", "Ann <a@b>",
+                       "-c", 'CMD ["cat", "/added"]', "cm", "bb:committed")).strip()
+        st = Store(data_root)
+        img = st.image("bb:committed")
+        assert img.id == new_id and len(img.diff_ids) == 2
+        assert img.parent == st.image(bb).manifest_digest
+        assert img.config["author"] == "Ann <a@b>"
+        # The new layer is a real tar layer with docker/OCI whiteouts in it.
+        with st.open_blob(img.layers[1][0]) as f, tarfile.open(fileobj=f, mode="r|gz") as tf:
+            names = tf.getnames()
+        assert "etc/.wh.group" in names and "home/.wh..wh..opq" in names
+        assert "added" in names
+        # The layer dir made while writing the blob is what unpacking the blob gives.
+        again = tmp_path / "again"
+        again.mkdir()
+        with st.open_blob(img.layers[1][0]) as f:
+            layer.apply(f, str(again))
+        assert tree_of(str(again)) == tree_of(img.layer_dirs()[1])
+        assert os.getxattr(again / "home", "trusted.overlay.opaque") == b"y"
+        # Run it: the changes are there, the deleted file is gone.
+        assert ok(mb(data_root, "run", "bb:committed")) == "new\n"
+        out = ok(mb(data_root, "run", "bb:committed", "sh", "-c",
+                    "cat /etc/hostname; ls /home; test -e /etc/group || echo gone"))
+        assert out.split() == ["changed", "only", "gone"]
+        hist = ok(mb(data_root, "history", "bb:committed")).splitlines()
+        assert hist[0].split()[:2] == ["IMAGE", "CREATED"]
+        assert hist[1].startswith(new_id[7:19]) and "the change" in hist[1]
+        assert "sh -c rm /etc/passwd.bak" in hist[1]
+        assert hist[2].startswith("<missing>") and f"Imported from {ROOTFS}" in hist[2]
+        rows = [json.loads(x) for x in
+                ok(mb(data_root, "history", "--format", "json", "bb:committed")).splitlines()]
+        assert [r["Comment"] for r in rows] == ["the change", f"Imported from {ROOTFS}"]
+        # export: the container's whole filesystem, changes included.
+        out_tar = tmp_path / "cm.tar"
+        ok(mb(data_root, "export", "-o", out_tar, "cm"))
+        with tarfile.open(out_tar) as tf:
+            names = set(tf.getnames())
+        assert "added" in names and "bin/busybox" in names and "etc/group" not in names
+        assert "home/only" in names and "home/student" not in names
+        assert not list(tmp_path.glob("cm.tar.tmp*"))
+    finally:
+        ok(mb(data_root, "rm", "-f", "cm"))
+
+
+def test_commit_and_diff_refuse_rootfs_containers(data_root, bb):
+    ok(mb(data_root, "create", "--name", "plain", ROOTFS, "true"))
+    try:
+        for verb in ("commit", "diff", "export"):
+            err = one_line_error(mb(data_root, verb, "plain"))
+            assert "not on an image" in err
+        assert "No such container" in one_line_error(mb(data_root, "commit", "nope"), 1)
+    finally:
+        ok(mb(data_root, "rm", "plain"))
+
+
+# -- rmi, tag, images ---------------------------------------------------------------------------
+
+def test_rmi_refuses_while_a_container_uses_the_image(data_root, bb):
+    st = Store(data_root)
+    img = st.image(bb)
+    cid = ok(mb(data_root, "run", "-d", bb, "sleep", "30")).strip()
+    try:
+        err = one_line_error(mb(data_root, "rmi", bb), 1)
+        assert "must force" in err and cid[:12] in err
+        err = one_line_error(mb(data_root, "rmi", "-f", bb), 1)
+        assert "running container" in err
+        assert st.image(bb).id == img.id
+        # Another name for the same image can go: the image stays.
+        ok(mb(data_root, "tag", bb, "other:1"))
+        assert ok(mb(data_root, "rmi", "other:1")) == "Untagged: other:1\n"
+    finally:
+        ok(mb(data_root, "rm", "-f", cid))
+    out = ok(mb(data_root, "rmi", bb)).splitlines()
+    assert out[0] == "Untagged: bb:latest" and out[1] == f"Deleted: {img.id}"
+    assert f"Deleted: {img.diff_ids[0]}" in out
+    assert os.listdir(st.layers_dir) == [] and os.listdir(st.blobs) == []
+    assert st.refs() == {} and os.listdir(st.tmp) == []
+
+
+def test_rmi_keeps_shared_layers_and_multi_name_rules(data_root, bb):
+    st = Store(data_root)
+    ok(mb(data_root, "run", "--name", "x", bb, "true"))
+    ok(mb(data_root, "create", "--name", "c", bb, "touch", "/f"))
+    ok(mb(data_root, "start", "c"))
+    ok(mb(data_root, "wait", "c"))
+    ok(mb(data_root, "commit", "c", "child"))
+    ok(mb(data_root, "rm", "c"))
+    base = st.image(bb)
+    ok(mb(data_root, "tag", bb, "alias"))
+    err = one_line_error(mb(data_root, "rmi", base.short_id), 1)
+    assert "referenced in multiple repositories" in err
+    ok(mb(data_root, "rmi", "-f", base.short_id))
+    # The base layer stays: the child image stands on it.
+    child = st.image("child")
+    assert all(os.path.isdir(d) for d in child.layer_dirs())
+    assert "from-cmd" in ok(mb(data_root, "run", "child"))
+    assert "No such image" in one_line_error(mb(data_root, "rmi", "nope"), 1)
+    ok(mb(data_root, "rmi", "child"))
+    assert os.listdir(st.layers_dir) == []
+
+
+def test_images_listing_filters_and_formats(data_root, bb):
+    time_sep = ok(mb(data_root, "import", ROOTFS, "second:v2", "-c", "LABEL team=red"))
+    assert time_sep.startswith("sha256:")
+    ok(mb(data_root, "tag", "second:v2", "localhost:5000/team/second:v2"))
+    lines = ok(mb(data_root, "images")).splitlines()
+    assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    repos = sorted((line.split()[0], line.split()[1]) for line in lines[1:])
+    assert repos == [("bb", "latest"), ("localhost:5000/team/second", "v2"),
+                     ("second", "v2")]
+    assert len(ok(mb(data_root, "images", "-q")).split()) == 2
+    out = ok(mb(data_root, "images", "--filter", "reference=bb")).splitlines()
+    assert len(out) == 2 and out[1].startswith("bb ")
+    out = ok(mb(data_root, "images", "--filter", "reference=*/*/second")).splitlines()
+    assert len(out) == 2 and out[1].startswith("localhost:5000/team/second ")
+    out = ok(mb(data_root, "images", "-f", "label=team=red")).splitlines()
+    assert {line.split()[0] for line in out[1:]} == {"second", "localhost:5000/team/second"}
+    out = ok(mb(data_root, "images", "-f", "label=team")).splitlines()
+    assert len(out) == 4
+    out = ok(mb(data_root, "images", "-f", "since=bb")).splitlines()
+    assert {line.split()[0] for line in out[1:]} == {"second", "localhost:5000/team/second"}
+    out = ok(mb(data_root, "images", "-f", "before=second:v2")).splitlines()
+    assert [line.split()[0] for line in out[1:]] == ["bb"]
+    rows = [json.loads(x) for x in ok(mb(data_root, "images", "--format", "json")).splitlines()]
+    assert {r["Repository"] for r in rows} == {"bb", "second", "localhost:5000/team/second"}
+    assert all(r["ID"] and r["Size"].endswith("MB") and r["Digest"].startswith("sha256:")
+               for r in rows)
+    digests = ok(mb(data_root, "images", "--digests")).splitlines()
+    assert digests[0].split()[:3] == ["REPOSITORY", "TAG", "DIGEST"]
+    # An untagged image is dangling.
+    ok(mb(data_root, "rmi", "localhost:5000/team/second:v2"))
+    ok(mb(data_root, "tag", "second:v2", "keep:1"))
+    ok(mb(data_root, "rmi", "second:v2"))
+    assert ok(mb(data_root, "images", "-f", "dangling=true", "-q")) == ""
+    ok(mb(data_root, "import", ROOTFS, "keep:1"))  # moves the name: the old image dangles
+    dangling = ok(mb(data_root, "images", "-f", "dangling=true")).splitlines()
+    assert len(dangling) == 2 and dangling[1].startswith("<none>")
+    tree = ok(mb(data_root, "images", "--tree"))
+    assert "Tags: bb:latest" in tree and "└─" in tree
+    inspect = json.loads(ok(mb(data_root, "inspect", "keep:1")))
+    assert inspect[0]["RepoTags"] == ["keep:1"] and inspect[0]["Config"] == {}
+    assert json.loads(ok(mb(data_root, "inspect", "--type", "image", bb)))[0][
+        "Config"]["Labels"] == {"team": "blue"}
+    for bad in (["--filter", "colour=red"], ["--filter", "dangling=maybe"],
+                ["--format", "{{.ID}}"]):
+        assert one_line_error(mb(data_root, "images", *bad))
+
+
+# -- more refusals, and what stays ---------------------------------------------------------------
+
+def test_add_image_refuses_a_layer_whose_content_is_not_its_diff_id(data_root):
+    st = Store(data_root)
+    st.ensure()
+    blob = st.put_blob(make_tar([("a", "file", "x")], "gzip"))
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                      "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]}}).encode()
+    cfg_digest = st.put_blob(cfg)
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": cfg_digest, "size": len(cfg)},
+                           "layers": [{"mediaType":
+                                       "application/vnd.oci.image.layer.v1.tar+gzip",
+                                       "digest": blob, "size": 1}]}).encode()
+    with pytest.raises(MiniboxError) as exc:
+        st.add_image(manifest, "bad:1")
+    assert "sha256:" + "0" * 64 in exc.value.message and "refused" in exc.value.message
+    assert os.listdir(st.layers_dir) == [] and os.listdir(st.tmp) == []
+    assert st.refs() == {} and st.images() == []
+    with pytest.raises(MiniboxError) as exc:
+        st.add_image(b"{not json", "bad:2")
+    assert "not valid JSON" in exc.value.message
+    with pytest.raises(MiniboxError) as exc:
+        st.image("bad:1")
+    assert exc.value.message == "No such image: bad:1"
+
+
+def test_truncated_import_leaves_the_store_as_it_was(tmp_path, data_root, bb):
+    st = Store(data_root)
+    before = sorted(os.listdir(st.blobs)), sorted(os.listdir(st.layers_dir)), st.refs()
+    data = make_tar([("f", "file", os.urandom(300000))], "gzip")
+    bad = tmp_path / "cut.tar.gz"
+    bad.write_bytes(data[: len(data) // 2])
+    err = one_line_error(mb(data_root, "import", bad, "cut"))
+    assert "truncated" in err or "not a valid tar" in err
+    assert (sorted(os.listdir(st.blobs)), sorted(os.listdir(st.layers_dir)), st.refs()) == \
+        before
+
+
+def test_rmi_force_with_a_stopped_container_keeps_its_layers(data_root, bb):
+    ok(mb(data_root, "create", "--name", "stopped", bb, "true"))
+    try:
+        out = ok(mb(data_root, "rmi", "-f", bb))
+        assert out == "Untagged: bb:latest\n"
+        st = Store(data_root)
+        (img,) = st.images()
+        assert img.refs == [] and all(os.path.isdir(d) for d in img.layer_dirs())
+        dangling = ok(mb(data_root, "images", "--filter", "dangling=true", "-q")).split()
+        assert dangling == [img.short_id]
+        ok(mb(data_root, "start", "stopped"))
+        assert ok(mb(data_root, "wait", "stopped")).strip() == "0"
+    finally:
+        ok(mb(data_root, "rm", "-f", "stopped"))
+    ok(mb(data_root, "rmi", img.short_id))
+    assert os.listdir(Store(data_root).layers_dir) == []
+
+
+def test_commit_a_running_container(data_root, bb):
+    cid = ok(mb(data_root, "run", "-d", bb, "sh", "-c",
+                "echo live > /state; sleep 30")).strip()
+    try:
+        for _ in range(100):
+            if (Path(data_root) / "containers" / cid / "upper" / "state").exists():
+                break
+            import time
+
+            time.sleep(0.05)
+        ok(mb(data_root, "commit", cid, "live:1"))
+        assert json.loads(ok(mb(data_root, "inspect", cid)))[0]["State"]["Running"] is True
+        assert ok(mb(data_root, "run", "live:1", "cat", "/state")) == "live\n"
+    finally:
+        ok(mb(data_root, "rm", "-f", cid))
+
+
+def test_progress_only_on_a_terminal(data_root, tmp_path):
+    """Long work draws a progress line when stdout and stderr are a terminal (a pty
+    here), and prints only its result otherwise."""
+    import pty
+
+    tarball = tmp_path / "r.tar"
+    subprocess.run(["tar", "cf", tarball, "-C", ROOTFS, "."], check=True)
+    piped = mb(data_root, "import", tarball, "p:1")
+    assert ok(piped).startswith("sha256:") and piped.stderr == ""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(MINIBOX), "--data-root", data_root, "import", tarball,
+                                 "p:2"], stdin=subprocess.DEVNULL, stdout=slave,
+                                stderr=slave, cwd=REPO)
+        _launched(proc.pid)
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    text = out.decode(errors="replace")
+    assert "Importing" in text and "\r" in text and "sha256:" in text

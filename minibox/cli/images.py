@@ -493,7 +493,7 @@ def rmi(argv: list[str]) -> int:
                 print(f"Untagged: {st.untag(by_name)}")  # other names keep the image
                 continue
             running = [c for c in users if refresh(c)["status"] in ("running", "paused",
-                                                                     "restarting", "created")]
+                                                                     "restarting")]
             if users and not o.force:
                 what = f'repository reference "{by_name}"' if by_name else img.short_id
                 raise MiniboxError(

@@ -27,7 +27,8 @@ class Progress:
         self.total = total
         self.count = 0
         self.shown = 0.0
-        self.on = os.isatty(2) and not os.environ.get("MINIBOX_NO_PROGRESS")
+        # Only for a person watching: stdout a terminal (as docker decides), and stderr too.
+        self.on = os.isatty(1) and os.isatty(2) and not os.environ.get("MINIBOX_NO_PROGRESS")
 
     def __call__(self, n: int) -> None:
         self.count += n

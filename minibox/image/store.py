@@ -19,15 +19,17 @@ half-finished import, load or pull leaves nothing a reader could take for real.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
-from collections.abc import Iterable
-from typing import IO
 
 from minibox.errors import MiniboxError
 from minibox.image import reference
+from minibox.jsonread import load_file, loads
+
+TYPE_CHECKING = False  # typing (and the re it imports) costs ms on the run path
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import IO
 
 DEFAULT_ROOT = "/var/lib/minibox"
 
@@ -64,12 +66,12 @@ class Image:
         self.manifest_digest = manifest_digest
         with store.open_blob(manifest_digest) as f:
             self.manifest_bytes = f.read()
-        self.manifest: dict = json.loads(self.manifest_bytes)
+        self.manifest: dict = loads(self.manifest_bytes, f"manifest {manifest_digest}")
         cfg = self.manifest["config"]
         self.config_digest: str = cfg["digest"]
         with store.open_blob(self.config_digest) as f:
             self.config_bytes = f.read()
-        self.config: dict = json.loads(self.config_bytes)
+        self.config: dict = loads(self.config_bytes, f"config {self.config_digest}")
         self.id = self.config_digest
         self.layers: list[tuple[str, str, int]] = [
             (d["digest"], d.get("mediaType", ""), int(d.get("size", 0)))
@@ -171,6 +173,8 @@ class Store:
         if expected is not None:
             _hex(expected)
         tmp = self.tmp_path("blob")
+        import hashlib
+
         sha = hashlib.sha256()
         try:
             with open(tmp, "wb") as out:
@@ -203,9 +207,8 @@ class Store:
 
     def layer_info(self, diff_id: str) -> dict:
         try:
-            with open(self.layer_dir(diff_id) + ".json") as f:
-                return json.load(f)
-        except (OSError, ValueError):
+            return load_file(self.layer_dir(diff_id) + ".json")
+        except (OSError, MiniboxError):
             return {}
 
     def layer_size(self, diff_id: str) -> int:
@@ -258,10 +261,12 @@ class Store:
                 hw = layer.HashingWriter(out)
                 gz = gzip.GzipFile(fileobj=hw, mode="wb", compresslevel=layer.GZIP_LEVEL,
                                    mtime=0)
+                bg = layer.BackgroundWriter(gz)
                 try:
-                    applied = layer.apply(src, stage, what=what, tee=gz,  # type: ignore
+                    applied = layer.apply(src, stage, what=what, tee=bg,  # type: ignore
                                           progress=progress)
                 finally:
+                    bg.close()
                     gz.close()
             digest = "sha256:" + hw.sha.hexdigest()
             os.chmod(blob, 0o644)
@@ -281,15 +286,24 @@ class Store:
         from minibox.image import layer
 
         blob = self.tmp_path("blob")
+        stage = self.tmp_path("layer")
         try:
+            os.mkdir(stage, 0o755)
             with open(blob, "wb") as out:
-                digest, diff_id, size = layer.write_layer(src, out, progress)
+                stats: dict = {}
+                digest, diff_id, size = layer.write_layer(src, out, progress, mirror=stage,
+                                                          stats=stats)
             os.chmod(blob, 0o644)
             os.rename(blob, self.blob_path(digest))
+            st = os.stat(src)
+            os.chown(stage, st.st_uid, st.st_gid)
+            os.chmod(stage, st.st_mode & 0o7777)
+            self._adopt_layer(stage, diff_id, {"blob": digest, "media_type": OCI_LAYER_GZIP,
+                                               "size": stats["tar_size"]})
         except BaseException:
             _rm(blob)
+            _rm(stage)
             raise
-        self.ensure_layer(digest, diff_id, OCI_LAYER_GZIP)
         return digest, diff_id, size
 
     def _adopt_layer(self, stage: str, diff_id: str, info: dict) -> str:
@@ -297,7 +311,7 @@ class Store:
         if os.path.isdir(dest):
             _rm(stage)
             return dest
-        _write_atomic(dest + ".json", json.dumps(dict(info, diff_id=diff_id)).encode(), self)
+        _write_atomic(dest + ".json", _dumps(dict(info, diff_id=diff_id)).encode(), self)
         try:
             os.rename(stage, dest)
         except OSError as err:
@@ -314,9 +328,8 @@ class Store:
 
     def _record(self, manifest_digest: str) -> dict:
         try:
-            with open(self._record_path(manifest_digest)) as f:
-                return json.load(f)
-        except (OSError, ValueError):
+            return load_file(self._record_path(manifest_digest))
+        except (OSError, MiniboxError):
             return {}
 
     def add_image(self, manifest_bytes: bytes, ref: str | None = None, *,
@@ -327,10 +340,7 @@ class Store:
         layers are unpacked; then `ref` (if any) is pointed at it. Returns the manifest
         digest.
         """
-        try:
-            manifest = json.loads(manifest_bytes)
-        except ValueError as err:
-            raise MiniboxError(f"image manifest is not JSON: {err}") from None
+        manifest = loads(manifest_bytes, "image manifest")
         if not isinstance(manifest, dict):
             raise MiniboxError("image manifest is not a JSON object")
         mt = manifest.get("mediaType")
@@ -343,10 +353,9 @@ class Store:
         if not self.has_blob(config_digest):
             raise MiniboxError(f"image config {config_digest} is not in the store")
         with self.open_blob(config_digest) as f:
-            try:
-                config = json.load(f)
-            except ValueError as err:
-                raise MiniboxError(f"image config {config_digest} is not JSON: {err}") from None
+            config = loads(f.read(), f"image config {config_digest}")
+        if not isinstance(config, dict):
+            raise MiniboxError(f"image config {config_digest} is not a JSON object")
         layers = manifest.get("layers") or []
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         if len(layers) != len(diff_ids):
@@ -364,7 +373,7 @@ class Store:
             path = self._record_path(digest)
             if not os.path.exists(path):
                 record = {"manifest": digest, "added": time.time(), "parent": parent}
-                _write_atomic(path, json.dumps(record).encode(), self)
+                _write_atomic(path, _dumps(record).encode(), self)
             if ref is not None:
                 refs = self.refs()
                 refs[ref] = digest
@@ -426,13 +435,12 @@ class Store:
 
     def refs(self) -> dict[str, str]:
         try:
-            with open(self.refs_path) as f:
-                return json.load(f)
+            return load_file(self.refs_path)
         except FileNotFoundError:
             return {}
 
     def _write_refs(self, refs: dict[str, str]) -> None:
-        data = json.dumps(dict(sorted(refs.items())), indent=1).encode()
+        data = _dumps(dict(sorted(refs.items())), indent=1).encode()
         _write_atomic(self.refs_path, data, self)
 
     def tag(self, src: str, dst: str) -> str:
@@ -576,7 +584,15 @@ def _rm(path: str) -> None:
 
 
 def digest_bytes(data: bytes) -> str:
+    import hashlib
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _dumps(obj: object, indent: int | None = None) -> str:
+    import json
+
+    return json.dumps(obj, indent=indent)
 
 
 def new_config(diff_ids: list[str], config: dict | None = None, history: list | None = None,
@@ -604,7 +620,7 @@ def new_manifest(config_digest: str, config_size: int,
                           for d, s in layers]}
     if annotations:
         m["annotations"] = annotations
-    return json.dumps(m, indent=2).encode()
+    return _dumps(m, indent=2).encode()
 
 
 def now() -> str:

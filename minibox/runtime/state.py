@@ -377,9 +377,28 @@ def _remove_rwdir(cid: str, st: dict) -> None:
     rwdir = (st.get("annotations") or {}).get("minibox.rwdir")
     if rwdir and os.path.basename(rwdir) == cid and \
             os.path.basename(os.path.dirname(rwdir)) == "containers":
-        import shutil
+        _rmtree(rwdir)
 
-        shutil.rmtree(rwdir, ignore_errors=True)
+
+def _rmtree(top: str) -> None:
+    """Remove a directory tree without following symlinks (shutil costs import time on
+    the `run` path, and an upper dir is usually a handful of entries)."""
+    try:
+        entries = list(os.scandir(top))
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        _unlink(top)
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _rmtree(entry.path)
+        else:
+            _unlink(entry.path)
+    try:
+        os.rmdir(top)
+    except FileNotFoundError:
+        pass
 
 
 def _unlink(path: str) -> None:
