@@ -317,6 +317,10 @@ class BlobReader:
                 chunk = self.resp.raw.read1(n)
                 if not chunk and self.size is not None and self.done < self.size:
                     raise http.client.IncompleteRead(b"", self.size - self.done)
+                if not chunk:
+                    # read1() never marks the answer finished; read() does, so that the
+                    # keep-alive connection takes the next request.
+                    self.resp.raw.read()
             except (OSError, http.client.HTTPException, Unreachable) as err:
                 self.resp = None
                 self.reg._drop(self.reg.scheme or "https", self.reg.host)
