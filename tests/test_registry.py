@@ -248,6 +248,12 @@ def test_untrusted_certificate_refused(box: Callable[[str], Box], secure: Regist
                    f"certs.d/{secure.host}/ca.crt, or use --tls-verify=false)")
     assert "Login Succeeded" in b.ok("login", "--tls-verify=false", "-u", USER,
                                      "--password-stdin", secure.host, input=PASSWORD + "\n")
+    # Listed in insecure-registries (docker's daemon.json key, here in config.json): the
+    # certificate is not checked for that registry, without the flag.
+    cfg = b.config / "config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()),
+                               "insecure-registries": [secure.host]}))
+    assert b.ok("search", f"{secure.host}/").splitlines() == ["NAME   TAGS"]
 
 
 # -- interop with skopeo --------------------------------------------------------------------

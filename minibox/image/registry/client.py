@@ -87,10 +87,10 @@ def is_loopback(host: str) -> bool:
 class Registry:
     """A registry at HOST[:PORT]: TLS (verified with certs.d), credentials, retries.
 
-    `tls_verify`: True (default) verifies the certificate; False skips the check and
-    allows plain HTTP. A registry on the loopback interface, or listed in
-    `insecure-registries`, may also answer in plain HTTP (as docker allows 127.0.0.0/8);
-    a certificate that fails verification is refused everywhere unless tls_verify is False.
+    `tls_verify`: True (default) verifies the certificate; False, or the registry listed
+    in `insecure-registries`, skips the check and allows plain HTTP (docker's insecure
+    registries). A registry on the loopback interface may also answer in plain HTTP (as
+    docker allows 127.0.0.0/8), but a certificate it presents is still verified.
     """
 
     def __init__(self, host: str, tls_verify: bool = True,
@@ -114,7 +114,7 @@ class Registry:
         ca = config.ca_file(self.host)
         if ca:
             ctx.load_verify_locations(cafile=ca)
-        if not self.tls_verify:
+        if self.insecure:  # --tls-verify=false, or listed in insecure-registries
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
