@@ -483,3 +483,22 @@ def test_index_picks_this_platform(box: Callable[[str], Box], registry: Registry
     assert (run.returncode, run.stdout) == (0, "amd64\n"), run.stderr
     assert digests["amd64"][7:] in b.blobs() and digests["arm64"][7:] not in b.blobs()
     assert index_digest[7:] in b.blobs()  # the index is kept too, byte for byte
+
+
+def test_manifest_not_matching_its_digest_rejected(box: Callable[[str], Box],
+                                                   registry: Registryd) -> None:
+    a, b = box("a"), box("b")
+    name = busybox(a, f"{registry.host}/twisted:1")
+    digest = a.ok("push", name).splitlines()[-1].split("digest: ")[1].split()[0]
+    data = registry.blob_data(digest)
+    text = data.read_text()
+    assert '"schemaVersion": 2' in text
+    data.write_text(text.replace('"schemaVersion": 2', '"schemaVersion":  2'))  # still JSON
+    err = b.fails("pull", name)
+    assert err == (f"minibox: manifest for {name}: Docker-Content-Digest says {digest} but "
+                   f"the content hashes to {err.split('hashes to ')[1].split(';')[0]}; "
+                   "nothing was stored")
+    assert digest not in err.split("hashes to ")[1]
+    err = b.fails("pull", f"{registry.host}/twisted@{digest}")
+    assert "the registry sent content hashing to" in err and f"not {digest}" in err
+    assert b.blobs() == set()

@@ -181,6 +181,11 @@ class Registry:
                 continue
             explain.step(f"{method} {url}", f"{raw.status} {raw.reason}",
                          why or "registry request", SPEC)
+            if raw.status in (502, 503, 504) and method in ("GET", "HEAD") \
+                    and attempt + 1 < attempts:
+                raw.read()  # a proxy or a registry restarting: ask again (RFC 9110 15.6)
+                last = http.client.HTTPException(f"{raw.status} {raw.reason}")
+                continue
             return Response(raw, url, method)
         raise Unreachable(f"registry {self.host}: {method} {url} failed: {_why_failed(last)} "
                           f"(is the registry running? then try again)") from last
