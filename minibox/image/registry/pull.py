@@ -21,9 +21,14 @@ import json
 import platform
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from minibox.errors import MiniboxError
 from minibox.image.registry.client import Registry, Restart
+
+if TYPE_CHECKING:  # for the type hints only
+    from minibox.image.reference import Ref
+    from minibox.image.store import Store
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -93,7 +98,7 @@ def choose(index: dict, shown: str) -> str:
                        f"{', '.join(found) or 'none'})")
 
 
-def pull(store: object, ref: object, reg: Registry, say: Callable[[str], None],
+def pull(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
          progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> str:
     """Pull `ref` (a reference.Ref with a registry) into `store`; returns the manifest digest.
 

@@ -16,16 +16,21 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from minibox.errors import MiniboxError
-from minibox.image.registry.client import Registry
+from minibox.image.registry.client import Registry, Response
+
+if TYPE_CHECKING:  # for the type hints only
+    from minibox.image.reference import Ref
+    from minibox.image.store import Store
 
 # Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size.
 CHUNK = 32 << 20
 PARALLEL = 3
 
 
-def _location(resp: object, base: str) -> str:
+def _location(resp: Response, base: str) -> str:
     loc = resp.header("Location")
     if not loc:
         raise MiniboxError(f"the registry answered {resp.status} to an upload without a "
@@ -38,7 +43,7 @@ def _with_digest(url: str, digest: str) -> str:
     return f"{url}{sep}digest={urllib.parse.quote(digest)}"
 
 
-def _denied(reg: Registry, repo: str, resp: object) -> None:
+def _denied(reg: Registry, repo: str, resp: Response) -> None:
     if resp.status in (401, 403):
         # A HEAD answer has no body to carry the registry's words.
         text = "" if resp.method == "HEAD" else resp.error_text()
@@ -125,7 +130,7 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
     return "Pushed"
 
 
-def push(store: object, ref: object, reg: Registry, say: Callable[[str], None],
+def push(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
          progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> str:
     """Push the store's image named `ref` to its registry; returns the manifest digest.
     `progress(digest, size)` gives a callback told the bytes of that blob as they go."""
