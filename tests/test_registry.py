@@ -482,6 +482,11 @@ def test_index_picks_this_platform(box: Callable[[str], Box], registry: Registry
     run = b("run", "--rm", name)
     assert (run.returncode, run.stdout) == (0, "amd64\n"), run.stderr
     assert digests["amd64"][7:] in b.blobs() and digests["arm64"][7:] not in b.blobs()
+    c = box("c")
+    c.ok("pull", "--platform", "linux/arm64", name)
+    assert digests["arm64"][7:] in c.blobs()
+    assert c.fails("pull", "--platform", "linux/s390x", name) == (
+        f"minibox: {name} has no image for linux/s390x (it has: linux/arm64, linux/amd64)")
     assert index_digest[7:] in b.blobs()  # the index is kept too, byte for byte
 
 

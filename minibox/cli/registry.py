@@ -64,6 +64,8 @@ def pull(argv: list[str]) -> int:
     p = _parser("pull", "[OPTIONS] NAME[:TAG|@DIGEST]",
                 "Download an image from a registry into the image store.", ("NAME",))
     _tls(p)
+    p.add("--platform", metavar="OS/ARCH", help="which image of a multi-platform index "
+          "(default linux/<this machine>)")
     o = p.parse(argv)
     _common(o)
     from minibox.image.registry.pull import pull as do_pull
@@ -74,7 +76,7 @@ def pull(argv: list[str]) -> int:
 
     bars = Bars("Downloading")
     try:
-        do_pull(_store(), ref, reg, bars.say, bars.blob)
+        do_pull(_store(), ref, reg, bars.say, bars.blob, o.platform)
     finally:
         reg.close()
     _say(str(ref))

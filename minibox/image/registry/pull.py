@@ -85,21 +85,25 @@ def get_manifest(reg: Registry, repo: str, reference: str, shown: str) -> tuple[
     return body, media, digest
 
 
-def choose(index: dict, shown: str) -> str:
-    """The digest of the linux/<this arch> manifest of an index or manifest list."""
-    arch = platform_arch()
+def choose(index: dict, shown: str, want: str | None = None) -> str:
+    """The digest of the OS/ARCH[/VARIANT] manifest of an index or manifest list
+    (image-index.md "platform"); by default linux/<this machine's architecture>."""
+    want = want or f"linux/{platform_arch()}"
     found = []
     for m in index.get("manifests") or []:
         plat = m.get("platform") or {}
-        found.append(f"{plat.get('os')}/{plat.get('architecture')}")
-        if plat.get("os") == "linux" and plat.get("architecture") == arch:
+        name = f"{plat.get('os')}/{plat.get('architecture')}"
+        full = name + (f"/{plat['variant']}" if plat.get("variant") else "")
+        found.append(full)
+        if want in (name, full):
             return m["digest"]
-    raise MiniboxError(f"{shown} has no image for linux/{arch} (it has: "
+    raise MiniboxError(f"{shown} has no image for {want} (it has: "
                        f"{', '.join(found) or 'none'})")
 
 
 def pull(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
-         progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> str:
+         progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
+         platform_name: str | None = None) -> str:
     """Pull `ref` (a reference.Ref with a registry) into `store`; returns the manifest digest.
 
     `progress(digest, size)` gives the callback that is told the bytes of that blob as
@@ -113,7 +117,8 @@ def pull(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
     top = digest  # what the tag names (an index's digest, as docker prints it)
     if media in INDEXES:
         store.put_blob(body, expected=digest, media_type=media)
-        body, media, digest = get_manifest(reg, repo, choose(json.loads(body), shown), shown)
+        body, media, digest = get_manifest(reg, repo, choose(json.loads(body), shown,
+                                                             platform_name), shown)
     manifest = json.loads(body)
     config = manifest.get("config") or {}
     layers = manifest.get("layers") or []
