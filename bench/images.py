@@ -145,15 +145,18 @@ def main():
         row("import (tar)", statistics.median(mi), statistics.median(pi) if pi else 0)
 
         # 2. commit of a container that wrote WRITE_MB in fresh files
-        write = (f"mkdir /data && i=0; while [ $i -lt {WRITE_MB} ]; do "
-                 f"dd if=/dev/urandom of=/data/f$i bs=1M count=1 2>/dev/null; "
+        write = (f"mkdir -p /bench-data && i=0; while [ $i -lt {WRITE_MB} ]; do "
+                 f"dd if=/dev/urandom of=/bench-data/f$i bs=1M count=1 2>/dev/null || exit 1; "
                  f"i=$((i+1)); done")
         mc, pc = [], []
         for k in range(o.rounds):
             name = f"bench-c{k}"
             run(mb.cmd("create", "--name", name, f"bench:{o.rounds - 1}", "sh", "-c", write))
             run(mb.cmd("start", name))
-            run(mb.cmd("wait", name))
+            code = run(mb.cmd("wait", name)).strip()
+            if code != "0":
+                raise SystemExit(f"the writing container exited {code}: "
+                                 f"{run(mb.cmd('logs', name)).strip()}")
             t, _ = timed(mb.cmd("commit", name, f"bench-commit:{k}"), sync=True)
             mc.append(t)
             run(mb.cmd("rm", name))

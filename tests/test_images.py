@@ -607,3 +607,66 @@ def test_progress_only_on_a_terminal(data_root, tmp_path):
             os.close(slave)
     text = out.decode(errors="replace")
     assert "Importing" in text and "\r" in text and "sha256:" in text
+
+
+def test_umoci_unpacks_a_committed_image(data_root, bb, tmp_path):
+    """umoci (a peer that reads OCI layouts) unpacks what commit wrote, whiteouts and
+    opaque directory included. The layout is made here from the store's blobs by hand:
+    save/load of archives is not what this test is about."""
+    ok(mb(data_root, "create", "--name", "um", bb, "sh", "-c",
+          "rm /etc/group; rm -rf /home; mkdir /home; echo h > /home/only; echo a > /added"))
+    try:
+        ok(mb(data_root, "start", "um"))
+        assert ok(mb(data_root, "wait", "um")).strip() == "0"
+        ok(mb(data_root, "commit", "um", "um:1"))
+    finally:
+        ok(mb(data_root, "rm", "-f", "um"))
+    st = Store(data_root)
+    img = st.image("um:1")
+    layout = tmp_path / "layout"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    for d in [img.manifest_digest, img.config_digest] + [d for d, _, _ in img.layers]:
+        os.link(st.blob_path(d), layout / "blobs" / "sha256" / d[7:])
+    (layout / "index.json").write_text(json.dumps({
+        "schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": img.manifest_digest, "size": len(img.manifest_bytes),
+            "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))
+    bundle = tmp_path / "bundle"
+    r = subprocess.run(["umoci", "unpack", "--image", f"{layout}:1", str(bundle)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    root = bundle / "rootfs"
+    assert (root / "added").read_text() == "a\n" and (root / "bin" / "busybox").is_file()
+    assert not (root / "etc" / "group").exists() and (root / "etc" / "passwd").exists()
+    assert sorted(os.listdir(root / "home")) == ["only"]
+
+
+def test_layer_keeps_owners_modes_mtimes_and_xattrs(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        def add(name, kind=tarfile.REGTYPE, mode=0o644, uid=0, gid=0, data=b"", pax=None):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode, ti.uid, ti.gid, ti.mtime = kind, mode, uid, gid, 1600000000
+            ti.size = len(data) if kind == tarfile.REGTYPE else 0
+            if pax:
+                ti.pax_headers = pax
+            tf.addfile(ti, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        add("suid", mode=0o4755, uid=1000, gid=1000, data=b"x")
+        add("shared", tarfile.DIRTYPE, mode=0o2775, gid=50)
+        add("shared/f", mode=0o640)
+        add("ro", mode=0o444, data=b"r")
+        add("attr", data=b"a", pax={"SCHILY.xattr.user.colour": "blue"})
+    dest = tmp_path / "l"
+    dest.mkdir()
+    layer.apply(io.BytesIO(buf.getvalue()), str(dest))
+    st = os.lstat(dest / "suid")
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o4755, 1000, 1000)
+    st = os.lstat(dest / "shared")
+    assert (st.st_mode & 0o7777, st.st_gid, int(st.st_mtime)) == (0o2775, 50, 1600000000)
+    st = os.lstat(dest / "shared" / "f")
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 0, 0)
+    assert os.lstat(dest / "ro").st_mode & 0o7777 == 0o444
+    assert int(os.lstat(dest / "ro").st_mtime) == 1600000000
+    assert os.getxattr(dest / "attr", "user.colour") == b"blue"

@@ -65,7 +65,11 @@ def image_spec(opts: Options, cid: str) -> ImageSpec:
     if len(data) >= _PAGE:
         raise MiniboxError(f"image {opts.rootfs} has too many layers ({len(dirs)}) for one "
                            "overlay mount option page; use a shorter --data-root")
-    spec = S.new_spec(os.path.join(rwdir, "merged"), args)
+    # The mount point is in the container's state directory (under /run/minibox, a
+    # tmpfs): one directory fewer to make and remove on the store's disk.
+    from minibox.cli.main import ROOT
+
+    spec = S.new_spec(os.path.join(ROOT, "containers", cid, "rootfs"), args)
     env = list(cfg.get("Env") or [])
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, f"PATH={S.DEFAULT_PATH}")

@@ -8,6 +8,7 @@ import sys
 import time
 
 from minibox.cli.flags import FlagParser
+from minibox.cli.main import die_unless_root
 from minibox.errors import MiniboxError
 from minibox.image.store import Image, Store
 
@@ -132,6 +133,7 @@ def import_(argv: list[str]) -> int:
     p.add("-m", "--message", default="", help="commit message for the history row")
     p.add("--platform", help="accepted for docker compatibility (linux/<this machine>)")
     o = p.parse(argv)
+    die_unless_root("import")
     if len(o.ref) > 1:
         raise MiniboxError(f"import takes at most one reference, got {' '.join(o.ref)}")
     ref = o.ref[0] if o.ref else None
@@ -564,6 +566,7 @@ def commit(argv: list[str]) -> int:
     p.add("-p", "--pause", default="true",
           help="freeze the container while committing (true|false)")
     o = p.parse(argv)
+    die_unless_root("commit")
     if len(o.ref) > 1:
         raise MiniboxError("commit takes at most one reference")
     ref = o.ref[0] if o.ref else None
@@ -717,6 +720,7 @@ def export(argv: list[str]) -> int:
                    interspersed=True)
     p.add("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     o = p.parse(argv)
+    die_unless_root("export")
     cid, _, spec, rwdir = _image_container(o.container, "export")
     if not o.output and os.isatty(1):
         raise MiniboxError("cowardly refusing to write a tar to a terminal: use -o FILE "

@@ -51,7 +51,7 @@ A container runtime that shows every kernel step it takes (add --explain).
   --data-root DIR  where images live (default /var/lib/minibox; or MINIBOX_DATA_ROOT)
 
 containers:
-  run       run a command in a new container:  minibox run [OPTIONS] ROOTFS CMD [ARG...]
+  run       run a command in a new container:  minibox run [OPTIONS] IMAGE|ROOTFS [CMD...]
   create    create a container without starting it (then: minibox start)
   start     start created or stopped containers
   stop      stop containers (SIGTERM, then SIGKILL after -t seconds)

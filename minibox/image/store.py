@@ -77,7 +77,15 @@ class Image:
             (d["digest"], d.get("mediaType", ""), int(d.get("size", 0)))
             for d in self.manifest.get("layers", [])]
         self.diff_ids: list[str] = list(self.config.get("rootfs", {}).get("diff_ids", []))
-        self.record = record if record is not None else store._record(manifest_digest)
+        self._record_cache = record
+
+    @property
+    def record(self) -> dict:
+        """The store's own facts about the image (when added, its parent); read lazily,
+        since `run` does not need them."""
+        if self._record_cache is None:
+            self._record_cache = self.store._record(self.manifest_digest)
+        return self._record_cache
 
     @property
     def refs(self) -> list[str]:

@@ -105,8 +105,13 @@ def image_rootfs(rootfs: str, rwdir: str, data: str) -> None:
     upperdir and workdir under `rwdir`, which outlive the container's run (commit and
     diff read the upper dir) and go when the container is removed (overlayfs.rst).
     """
-    for d in ("upper", "work", "merged"):
-        os.makedirs(os.path.join(rwdir, d), 0o755, exist_ok=True)
+    for d in (os.path.join(rwdir, "upper"), os.path.join(rwdir, "work"), rootfs):
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            pass  # a restart: the upper dir keeps the container's changes
+        except FileNotFoundError:
+            os.makedirs(d, 0o755, exist_ok=True)
     m.mount("overlay", rootfs, "overlay", 0, data,
             why="overlayfs: the image's layers are the read-only lowerdirs (top first); "
                 "every write lands in this container's upperdir")
