@@ -507,3 +507,20 @@ def test_manifest_not_matching_its_digest_rejected(box: Callable[[str], Box],
     err = b.fails("pull", f"{registry.host}/twisted@{digest}")
     assert "the registry sent content hashing to" in err and f"not {digest}" in err
     assert b.blobs() == set()
+
+
+def test_progress_bars_on_a_terminal(box: Callable[[str], Box], registry: Registryd) -> None:
+    """On a terminal each layer has a line redrawn in place; off one, plain lines only."""
+    a, b = box("a"), box("b")
+    name = busybox(a, f"{registry.host}/bars:1")
+    a.ok("push", name)
+    env = dict(b.env)
+    env.pop("MINIBOX_NO_PROGRESS")
+    proc = subprocess.run(["script", "-qec", f"{MINIBOX} pull {name}", "/dev/null"],
+                          env=env, capture_output=True, cwd=REPO, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out
+    assert "Downloading [" in out and "Extracting" in out and "\x1b[1A" in out
+    assert ": Pull complete\x1b[K" in out
+    assert "\x1b[" not in b.ok("pull", name)  # not a terminal: no escapes

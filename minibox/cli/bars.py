@@ -47,6 +47,16 @@ class Bars:
 
         return tick
 
+    def status(self, digest: str, text: str) -> None:
+        """A layer's state between its bytes and its final word (terminal only)."""
+        if not self.on:
+            return
+        with self.lock:
+            row = self.rows.setdefault(digest.split(":")[-1][:12],
+                                       [0, None, time.monotonic(), None])
+            row[3] = text
+            self._draw(force=True)
+
     def say(self, line: str) -> None:
         """A result line: a layer's final word becomes its row on a terminal."""
         short, sep, text = line.partition(": ")

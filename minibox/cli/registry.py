@@ -76,7 +76,7 @@ def pull(argv: list[str]) -> int:
 
     bars = Bars("Downloading")
     try:
-        do_pull(_store(), ref, reg, bars.say, bars.blob, o.platform)
+        do_pull(_store(), ref, reg, bars.say, bars.blob, o.platform, bars.status)
     finally:
         reg.close()
     _say(str(ref))

@@ -103,11 +103,13 @@ def choose(index: dict, shown: str, want: str | None = None) -> str:
 
 def pull(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
          progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
-         platform_name: str | None = None) -> str:
+         platform_name: str | None = None,
+         status: Callable[[str, str], None] | None = None) -> str:
     """Pull `ref` (a reference.Ref with a registry) into `store`; returns the manifest digest.
 
     `progress(digest, size)` gives the callback that is told the bytes of that blob as
-    they arrive (the CLI draws one bar per layer with it)."""
+    they arrive (the CLI draws one bar per layer with it); `status(digest, text)` is told
+    what a layer is doing when no bytes show it ("Extracting")."""
     repo = ref.repository
     reference = ref.digest or ref.tag
     shown = str(ref)
@@ -156,6 +158,8 @@ def pull(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
 
     def layer(desc: dict, diff_id: str) -> None:
         fetch(desc)
+        if status:
+            status(desc["digest"], "Extracting")
         # Unpacked right away, while the other layers are still downloading.
         store.ensure_layer(desc["digest"], diff_id, desc.get("mediaType"))
 
