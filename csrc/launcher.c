@@ -87,7 +87,18 @@ static void helper(const char *procs, int done_fd)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "run") == 0 && geteuid() == 0) {
+    /* The verb comes after the global flags (--root DIR, --data-root DIR, or =DIR). */
+    int v = 1;
+    while (v < argc) {
+        if ((strcmp(argv[v], "--root") == 0 || strcmp(argv[v], "--data-root") == 0) &&
+            v + 1 < argc)
+            v += 2;
+        else if (strncmp(argv[v], "--root=", 7) == 0 || strncmp(argv[v], "--data-root=", 12) == 0)
+            v += 1;
+        else
+            break;
+    }
+    if (v < argc && strcmp(argv[v], "run") == 0 && geteuid() == 0) {
         char procs[4096];
         int p[2];
         if (own_procs_file(procs, sizeof procs) && pipe(p) == 0) {

@@ -489,9 +489,15 @@ def store_entries() -> set[str]:
     for root in DATA_ROOTS:
         for sub in ("tmp", "containers"):
             try:
-                found.update(os.path.join(root, sub, n) for n in os.listdir(f"{root}/{sub}"))
+                names = os.listdir(f"{root}/{sub}")
             except OSError:
-                pass
+                continue
+            for n in names:
+                if sub == "tmp" and os.path.exists(f"/proc/{n.rpartition('.')[2]}"):
+                    continue  # NAME.PID of a process still writing it (another run's)
+                if sub == "containers" and (STATE_ROOT / "containers" / n).is_dir():
+                    continue  # a container that still exists (ours leaking shows there)
+                found.add(os.path.join(root, sub, n))
     for (point, fstype, _), _n in mount_table().items():
         if fstype == "overlay" and any(point.startswith(r + "/") for r in DATA_ROOTS):
             found.add(f"overlay mount on {point}")

@@ -239,6 +239,16 @@ def test_import_dir_and_tar_give_the_same_layer(tmp_path, data_root):
     assert os.listdir(st.tmp) == []
 
 
+def test_import_explains_what_enters_the_store(data_root):
+    r = mb(data_root, "import", "--explain", ROOTFS, "ex")
+    assert r.returncode == 0
+    lines = [x for x in r.stderr.splitlines() if x.startswith("[explain]")]
+    assert any(f'{data_root}/layers/' in x and x.startswith('[explain] rename("') for x in lines)
+    assert any(f'"{data_root}/refs.json") = 0' in x for x in lines)
+    r = mb(data_root, "rmi", "--explain", "ex")
+    assert r.returncode == 0 and "[recursive] = 0" in r.stderr
+
+
 def test_import_from_stdin_and_bad_sources(tmp_path, data_root):
     data = make_tar([("bin", "dir", None), ("bin/hello", "file", "hi")], "zstd")
     iid = ok(mb(data_root, "import", "-", "x", input=data)).strip()
@@ -285,6 +295,16 @@ def test_run_image_applies_config(data_root, bb):
     assert " / / " in mi and "overlay" in mi and st.image(bb).layer_dirs()[0] in mi
 
 
+def test_run_image_with_read_only_and_volume(data_root, bb, tmp_path):
+    r = mb(data_root, "run", "--read-only", bb, "touch", "/x")
+    assert r.returncode == 1 and "Read-only file system" in r.stderr
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / "in").write_text("host\n")
+    out = ok(mb(data_root, "run", "-v", f"{tmp_path / 'vol'}:/mnt/vol", bb,
+                "sh", "-c", "cat /mnt/vol/in; echo c > /mnt/vol/out"))
+    assert out == "host\n" and (tmp_path / "vol" / "out").read_text() == "c\n"
+
+
 def test_run_image_entrypoint(data_root, bb):
     ok(mb(data_root, "import", ROOTFS, "ep", "-c", 'ENTRYPOINT ["echo", "ep:"]',
           "-c", 'CMD ["default"]'))
@@ -325,6 +345,10 @@ def test_run_path_rule_and_errors(data_root, bb, tmp_path):
     # An existing directory named like an image is a rootfs path; so is ./x or x/.
     r = mb(data_root, "run", "rootfs", "echo", "dir")
     assert ok(r) == "dir\n"
+    # By short id and by name@digest too (the store's full lookup, not the quick one).
+    img = Store(data_root).image(bb)
+    assert ok(mb(data_root, "run", img.short_id, "echo", "by-id")) == "by-id\n"
+    assert ok(mb(data_root, "run", f"bb@{img.manifest_digest}", "echo", "d")) == "d\n"
     err = one_line_error(mb(data_root, "run", "nosuchimage"))
     assert "Unable to find image 'nosuchimage'" in err
     err = one_line_error(mb(data_root, "run", "Not:Valid:Ref", "true"))
@@ -463,8 +487,12 @@ def test_images_listing_filters_and_formats(data_root, bb):
     assert len(ok(mb(data_root, "images", "-q")).split()) == 2
     out = ok(mb(data_root, "images", "--filter", "reference=bb")).splitlines()
     assert len(out) == 2 and out[1].startswith("bb ")
+    out = ok(mb(data_root, "images", "--filter", "reference=*")).splitlines()
+    assert sorted(line.split()[0] for line in out[1:]) == ["bb", "second"]  # * stops at /
     out = ok(mb(data_root, "images", "--filter", "reference=*/*/second")).splitlines()
     assert len(out) == 2 and out[1].startswith("localhost:5000/team/second ")
+    out = ok(mb(data_root, "images", "-f", "reference=bb", "-f", "reference=second")).splitlines()
+    assert sorted(line.split()[0] for line in out[1:]) == ["bb", "second"]
     out = ok(mb(data_root, "images", "-f", "label=team=red")).splitlines()
     assert {line.split()[0] for line in out[1:]} == {"second", "localhost:5000/team/second"}
     out = ok(mb(data_root, "images", "-f", "label=team")).splitlines()
@@ -670,3 +698,37 @@ def test_layer_keeps_owners_modes_mtimes_and_xattrs(tmp_path):
     assert os.lstat(dest / "ro").st_mode & 0o7777 == 0o444
     assert int(os.lstat(dest / "ro").st_mtime) == 1600000000
     assert os.getxattr(dest / "attr", "user.colour") == b"blue"
+
+
+def test_images_all_shows_intermediate_images(data_root, bb):
+    ok(mb(data_root, "create", "--name", "mid", bb, "touch", "/f"))
+    try:
+        ok(mb(data_root, "start", "mid"))
+        ok(mb(data_root, "wait", "mid"))
+        ok(mb(data_root, "commit", "mid", "child"))
+    finally:
+        ok(mb(data_root, "rm", "-f", "mid"))
+    old = Store(data_root).image(bb).short_id
+    ok(mb(data_root, "import", ROOTFS, "bb"))  # the name moves: the old bb is untagged
+    assert old not in ok(mb(data_root, "images", "-q"))  # a parent: hidden by default
+    assert old in ok(mb(data_root, "images", "-a", "-q")).split()
+    rows = ok(mb(data_root, "images", "-a")).splitlines()
+    assert any(r.startswith("<none>") and old in r for r in rows)
+
+
+def test_run_rootfs_loads_nothing_of_images(data_root, bb):
+    """`run ROOTFS` stays on the fast path: no image module, no json, no re; `run IMAGE`
+    with a plain name loads the lookup it needs but not the store module."""
+    def modules(*args):
+        code = "from minibox.cli import main; import sys; main.main(sys.argv[1:])"
+        r = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-X", "importtime", "-c",
+                            code, *args], capture_output=True, text=True, cwd=REPO,
+                           env=dict(os.environ, MINIBOX_DATA_ROOT=data_root))
+        assert r.returncode == 0, r.stderr[-2000:]
+        return {line.split("|")[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}
+    plain = modules("run", str(ROOTFS), "true")
+    assert not {m for m in plain if m.startswith("minibox.image") or m in ("json", "re")}
+    image = modules("run", bb, "true")
+    assert "minibox.cli.imagerun" in image and "minibox.image.store" not in image
+    assert "json" not in image and "re" not in image

@@ -13,6 +13,15 @@ from minibox.errors import MiniboxError
 from minibox.image.store import Image, Store
 
 
+def _explain(opts: object) -> None:
+    from minibox import explain
+
+    if getattr(opts, "explain", False):
+        explain.enable()
+    else:
+        explain.settle()
+
+
 def image_store() -> Store:
     return Store()  # the data root: --data-root, MINIBOX_DATA_ROOT, or /var/lib/minibox
 
@@ -132,7 +141,9 @@ def import_(argv: list[str]) -> int:
           help='Dockerfile instruction for the config, e.g. -c "CMD [\\"sh\\"]"')
     p.add("-m", "--message", default="", help="commit message for the history row")
     p.add("--platform", help="accepted for docker compatibility (linux/<this machine>)")
+    p.add("--explain", kind="bool", help="tell each step that changes the store")
     o = p.parse(argv)
+    _explain(o)
     die_unless_root("import")
     if len(o.ref) > 1:
         raise MiniboxError(f"import takes at most one reference, got {' '.join(o.ref)}")
@@ -150,6 +161,9 @@ def import_(argv: list[str]) -> int:
     from minibox.cli.progress import Progress
 
     src = o.source
+    if "://" in src:
+        raise MiniboxError(f"import from a URL ({src}) is not supported: download the "
+                           "tarball first, then minibox import FILE")
     if src == "-":
         prog = Progress("Importing")
         digest, diff_id, size = st.import_layer(sys.stdin.buffer, prog,
@@ -168,9 +182,7 @@ def import_(argv: list[str]) -> int:
                            "directory, or - for stdin)")
     prog.done()
     created = S.now()
-    comment = o.message or f"Imported from {'-' if src == '-' else src}"
-    if "://" in src:
-        comment = o.message or f"Imported from {src}"
+    comment = o.message or f"Imported from {src}"
     cfg = S.new_config([diff_id], config, [{"created": created, "comment": comment}],
                        created=created)
     cfg_bytes = json.dumps(cfg).encode()
@@ -201,16 +213,25 @@ def _intermediates(imgs: list[Image]) -> set[str]:
     return {img.parent for img in imgs if img.parent}
 
 
-def _match_filters(img: Image, name: str | None, filters: dict[str, list[str]],
-                   st: Store) -> bool:
+def _path_match(pattern: str, name: str) -> bool:
+    """Go's path.Match: shell patterns where * and ? never cross a "/"."""
     import fnmatch
 
-    for pattern in filters.get("reference", []):
+    pp, np = pattern.split("/"), name.split("/")
+    return len(pp) == len(np) and all(fnmatch.fnmatchcase(n, p)
+                                      for p, n in zip(pp, np, strict=True))
+
+
+def _match_filters(img: Image, name: str | None, filters: dict[str, list[str]],
+                   st: Store) -> bool:
+    patterns = filters.get("reference", [])
+    if patterns:
+        # docker matches the familiar name, with and without the tag (path.Match); several
+        # reference filters are alternatives (label filters, below, must all hold).
         if name is None:
             return False
         repo, _ = _split_ref(name)
-        # docker matches the familiar name, with and without the tag (path.Match).
-        if not (fnmatch.fnmatchcase(repo, pattern) or fnmatch.fnmatchcase(name, pattern)):
+        if not any(_path_match(p, repo) or _path_match(p, name) for p in patterns):
             return False
     for value in filters.get("dangling", []):
         if (value == "true") != (not img.refs):
@@ -477,7 +498,9 @@ def rmi(argv: list[str]) -> int:
     p.add("-f", "--force", kind="bool",
           help="untag every name and delete, even if a stopped container uses it")
     p.add("--no-prune", kind="bool", help="accepted for docker compatibility")
+    p.add("--explain", kind="bool", help="tell each step that changes the store")
     o = p.parse(argv)
+    _explain(o)
     st = image_store()
     code = 0
     for ref in [o.image] + o.more:
@@ -565,7 +588,9 @@ def commit(argv: list[str]) -> int:
           help="Dockerfile instruction to apply to the config")
     p.add("-p", "--pause", default="true",
           help="freeze the container while committing (true|false)")
+    p.add("--explain", kind="bool", help="tell each step that changes the store")
     o = p.parse(argv)
+    _explain(o)
     die_unless_root("commit")
     if len(o.ref) > 1:
         raise MiniboxError("commit takes at most one reference")

@@ -156,7 +156,14 @@ def apply(src: str | IO[bytes], dest: str, compression: str = "auto",
             h.drain()  # the tar's end padding, part of what the diff_id covers
         except (EOFError, tarfile.ReadError, OSError, ValueError) as err:
             if isinstance(err, OSError) and err.filename:
-                raise
+                real = os.path.realpath(dest)
+                where = str(err.filename)
+                if where.startswith(real + "/"):
+                    where = where[len(real) + 1:]
+                hint = (" (the archive contradicts itself, e.g. a file used as a directory)"
+                        if err.errno in (17, 20) else "")  # EEXIST, ENOTDIR
+                raise MiniboxError(f'{what}: cannot create "{where}": {err.strerror}{hint}'
+                                   ) from None
             raise MiniboxError(f"{what}: not a valid tar archive ({_reason(err)})") from None
         return Applied(h.digest(), h.size)
     finally:
@@ -343,53 +350,64 @@ def _attrs(path: str, member: tarfile.TarInfo) -> None:
 
 # -- writing layers ----------------------------------------------------------------------
 
-class BackgroundWriter:
-    """A writer that hands what it is given to a thread writing it to `out`.
+class GzipMembers:
+    """A gzip writer that compresses 1 MiB pieces on every CPU at once.
 
-    zlib's deflate and hashlib's sha256 release the GIL on large buffers, so gzip
-    compression of a layer runs on a second CPU while the main thread unpacks it.
-    Writes are gathered into 1 MiB pieces to keep the hand-offs few.
+    Each piece becomes a gzip member of its own; a gzip file may be a series of members
+    (RFC 1952 section 2.2, as pigz and bgzip write them), and every reader used with
+    images (Go's compress/gzip, Python's gzip, gzip(1)) reads them as one stream.
+    zlib releases the GIL while it deflates, so threads really run in parallel. A
+    piece that does not compress (random or already compressed data, where deflate is
+    at its slowest) is stored as it is (level 0) after a 64 KiB trial.
     """
 
-    def __init__(self, out: object) -> None:
-        import queue
-        import threading
+    PIECE = 1 << 20
+
+    def __init__(self, out: object, level: int = 1) -> None:
+        from concurrent.futures import ThreadPoolExecutor
 
         self.out = out
+        self.level = level
         self.buf = bytearray()
-        self.err: BaseException | None = None
-        self.q: queue.Queue = queue.Queue(maxsize=16)
-        self.thread = threading.Thread(target=self._run, name="layer-gzip", daemon=True)
-        self.thread.start()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+        self.pending: list = []
 
-    def _run(self) -> None:
-        while True:
-            data = self.q.get()
-            if data is None:
-                return
-            if self.err is None:
-                try:
-                    self.out.write(data)  # type: ignore[attr-defined]
-                except BaseException as err:  # noqa: BLE001 - handed to the writer's thread
-                    self.err = err
+    @staticmethod
+    def _member(data: bytes, level: int) -> bytes:
+        import gzip
+        import zlib
+
+        trial = data[:65536]
+        if len(zlib.compress(trial, 1)) > len(trial) * 0.97:
+            level = 0
+        return gzip.compress(data, compresslevel=level, mtime=0)
 
     def write(self, data: bytes) -> int:
-        if self.err is not None:
-            raise self.err
         self.buf += data
-        if len(self.buf) >= _CHUNK:
-            self.q.put(bytes(self.buf))
-            self.buf.clear()
+        while len(self.buf) >= self.PIECE:
+            self._submit(bytes(self.buf[:self.PIECE]))
+            del self.buf[:self.PIECE]
         return len(data)
 
+    def _submit(self, piece: bytes) -> None:
+        self.pending.append(self.pool.submit(self._member, piece, self.level))
+        # Keep at most two pieces per CPU in flight: memory stays bounded.
+        while len(self.pending) > 2 * (os.cpu_count() or 1):
+            self.out.write(self.pending.pop(0).result())  # type: ignore[attr-defined]
+
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
-        if self.buf:
-            self.q.put(bytes(self.buf))
-            self.buf.clear()
-        self.q.put(None)
-        self.thread.join()
-        if self.err is not None:
-            raise self.err
+        try:
+            if self.buf or not self.pending:
+                self._submit(bytes(self.buf))
+                self.buf.clear()
+            for fut in self.pending:
+                self.out.write(fut.result())  # type: ignore[attr-defined]
+            self.pending.clear()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class HashingWriter:
@@ -417,20 +435,17 @@ def write_layer(src: str, out: BinaryIO, progress: object = None,
     "Whiteouts"). Entries are sorted, owners numeric: the same tree gives the same tar.
     With `mirror` (an empty directory), the layer is also unpacked there as it is
     written, as `apply` would unpack it: commit reads the files once, not three times.
-    gzip runs in a second thread. `stats` gets "tar_size", the uncompressed size.
+    gzip runs on every CPU (GzipMembers). `stats` gets "tar_size", the uncompressed size.
     """
-    import gzip
-
     compressed = HashingWriter(out)
-    gz = gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
-    bg = BackgroundWriter(gz)
-    plain = HashingWriter(bg)  # type: ignore[arg-type]
+    gz = GzipMembers(compressed, GZIP_LEVEL)
+    plain = HashingWriter(gz)  # type: ignore[arg-type]
     tf = tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT)  # type: ignore
+    tf.copybufsize = _CHUNK  # file data in 1 MiB reads, not tarfile's 16 KiB
     try:
         _add_tree(tf, src, progress, mirror)
         tf.close()
     finally:
-        bg.close()
         gz.close()
     if stats is not None:
         stats["tar_size"] = plain.size

@@ -22,8 +22,9 @@ from __future__ import annotations
 import os
 import time
 
+from minibox import explain
 from minibox.errors import MiniboxError
-from minibox.image import reference
+from minibox.image import DEFAULT_ROOT, default_root, reference  # noqa: F401 - re-exported
 from minibox.jsonread import load_file, loads
 
 TYPE_CHECKING = False  # typing (and the re it imports) costs ms on the run path
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import IO
 
-DEFAULT_ROOT = "/var/lib/minibox"
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -45,10 +45,6 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 _CHUNK = 1 << 20
-
-
-def default_root() -> str:
-    return os.environ.get("MINIBOX_DATA_ROOT") or DEFAULT_ROOT
 
 
 def _hex(digest: str) -> str:
@@ -199,7 +195,8 @@ class Store:
                 raise MiniboxError(f"blob{kind} digest mismatch: expected {expected}, "
                                    f"its content is {digest}; nothing was stored")
             os.chmod(tmp, 0o644)
-            os.rename(tmp, self.blob_path(digest))
+            _rename(tmp, self.blob_path(digest), f"the bytes hash to {digest[:19]}…: the "
+                    "blob enters the store under the name of its own digest")
         except BaseException:
             _rm(tmp)
             raise
@@ -228,7 +225,8 @@ class Store:
 
         Unpacked under tmp/ first, then renamed: a layer directory that exists is whole.
         The unpacked tar's sha256 must equal `diff_id` (image-spec config.md), or the
-        layer is refused and nothing stays.
+        layer is refused and nothing stays. `progress(n)` hears of each n uncompressed
+        bytes unpacked.
         """
         from minibox.image import layer
 
@@ -242,7 +240,7 @@ class Store:
             os.mkdir(stage, 0o755)
             with self.open_blob(blob_digest) as f:
                 applied = layer.apply(f, stage, compression,
-                                      what=f"layer {blob_digest[:19]}")
+                                      what=f"layer {blob_digest[:19]}", progress=progress)
             if applied.diff_id != diff_id:
                 raise MiniboxError(f"layer {blob_digest}: its content is {applied.diff_id}, "
                                    f"but the image config says {diff_id}; refused")
@@ -257,8 +255,6 @@ class Store:
         """A tar stream (gzip, zstd or plain) -> a gzip layer blob and its unpacked dir,
         in one pass: the tar is unpacked while a gzip copy is written and hashed.
         Returns (blob digest, diff_id, blob size)."""
-        import gzip
-
         from minibox.image import layer
 
         stage = self.tmp_path("layer")
@@ -267,18 +263,16 @@ class Store:
             os.mkdir(stage, 0o755)
             with open(blob, "wb") as out:
                 hw = layer.HashingWriter(out)
-                gz = gzip.GzipFile(fileobj=hw, mode="wb", compresslevel=layer.GZIP_LEVEL,
-                                   mtime=0)
-                bg = layer.BackgroundWriter(gz)
+                gz = layer.GzipMembers(hw, layer.GZIP_LEVEL)
                 try:
-                    applied = layer.apply(src, stage, what=what, tee=bg,  # type: ignore
+                    applied = layer.apply(src, stage, what=what, tee=gz,  # type: ignore
                                           progress=progress)
                 finally:
-                    bg.close()
                     gz.close()
             digest = "sha256:" + hw.sha.hexdigest()
             os.chmod(blob, 0o644)
-            os.rename(blob, self.blob_path(digest))
+            _rename(blob, self.blob_path(digest), f"the layer's gzip blob, written while the "
+                    f"tar was unpacked, is {digest[:19]}…")
             self._adopt_layer(stage, applied.diff_id,
                               {"blob": digest, "media_type": OCI_LAYER_GZIP,
                                "size": applied.size})
@@ -302,7 +296,8 @@ class Store:
                 digest, diff_id, size = layer.write_layer(src, out, progress, mirror=stage,
                                                           stats=stats)
             os.chmod(blob, 0o644)
-            os.rename(blob, self.blob_path(digest))
+            _rename(blob, self.blob_path(digest), f"the new layer's gzip blob (whiteouts as "
+                    f".wh. files) is {digest[:19]}…")
             st = os.stat(src)
             os.chown(stage, st.st_uid, st.st_gid)
             os.chmod(stage, st.st_mode & 0o7777)
@@ -321,7 +316,8 @@ class Store:
             return dest
         _write_atomic(dest + ".json", _dumps(dict(info, diff_id=diff_id)).encode(), self)
         try:
-            os.rename(stage, dest)
+            _rename(stage, dest, f"layer {diff_id[:19]}… unpacked whole, its whiteouts made "
+                    "overlayfs whiteouts (char 0/0, trusted.overlay.opaque): a ready lowerdir")
         except OSError as err:
             if not os.path.isdir(dest):  # not "someone else unpacked it meanwhile"
                 _rm(dest + ".json")
@@ -491,7 +487,8 @@ class Store:
         with self.locked():
             refs = {n: d for n, d in self.refs().items() if d != image.manifest_digest}
             self._write_refs(refs)
-            _rm(self._record_path(image.manifest_digest))
+            _forget(self._record_path(image.manifest_digest), "the image's record goes: "
+                    "no name points at it")
             return [image.id] + self._free(image, set(keep_layers))
 
     def _free(self, image: Image, keep_layers: set[str]) -> list[str]:
@@ -505,11 +502,12 @@ class Store:
         for blob in [image.manifest_digest, image.config_digest] + \
                 [d for d, _, _ in image.layers]:
             if blob not in used_blobs:
-                _rm(self.blob_path(blob))
+                _forget(self.blob_path(blob), "no image uses this blob any more")
         freed = []
         for diff_id in image.diff_ids:
             if diff_id not in used_layers and self.has_layer(diff_id):
-                _rm(self.layer_dir(diff_id))
+                _forget(self.layer_dir(diff_id), "no image or container stands on this "
+                        "layer any more")
                 _rm(self.layer_dir(diff_id) + ".json")
                 freed.append(diff_id)
         return freed
@@ -561,16 +559,32 @@ class _Lock:
         os.close(self.fd)
 
 
+def _rename(src: str, dst: str, why: str) -> None:
+    """rename(2), told to the narrator: how everything enters the store, whole or not at
+    all (a reader sees the old name or the new one, never half a file)."""
+    os.rename(src, dst)
+    explain.step(f'rename("{src}", "{dst}")', 0, why, "rename(2)")
+
+
 def _write_atomic(path: str, data: bytes, store: Store) -> None:
     tmp = store.tmp_path(os.path.basename(path))
     try:
         with open(tmp, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
+        _rename(tmp, path, f"{os.path.basename(path)} written whole under tmp/, then "
+                           "renamed into place (over the old one, if any)")
     except BaseException:
         _rm(tmp)
         raise
+
+
+def _forget(path: str, why: str) -> None:
+    """Remove a blob or a layer directory, told to the narrator."""
+    is_dir = os.path.isdir(path) and not os.path.islink(path)
+    _rm(path)
+    explain.step(f'{"rmdir" if is_dir else "unlink"}("{path}"){" [recursive]" if is_dir else ""}',
+                 0, why, "rmdir(2)" if is_dir else "unlink(2)")
 
 
 def _rm(path: str) -> None:

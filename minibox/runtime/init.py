@@ -125,9 +125,10 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
         for entry in later:
             rfs.mount_one(root, entry, in_userns)
         rfs.pivot(root)
-        if spec["annotations"].get("minibox.overlay"):
+        cwd = spec["process"].get("cwd") or "/"
+        if cwd != "/" and spec["annotations"].get("minibox.overlay"):
             # An image's WorkingDir may not exist in its layers: docker creates it.
-            os.makedirs(spec["process"].get("cwd") or "/", 0o755, exist_ok=True)
+            os.makedirs(cwd, 0o755, exist_ok=True)
         if spec["root"].get("readonly"):
             rfs.remount_readonly("/", "--read-only: the container's root filesystem is read-only")
 

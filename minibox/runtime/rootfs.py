@@ -105,12 +105,12 @@ def image_rootfs(rootfs: str, rwdir: str, data: str) -> None:
     upperdir and workdir under `rwdir`, which outlive the container's run (commit and
     diff read the upper dir) and go when the container is removed (overlayfs.rst).
     """
-    for d in (os.path.join(rwdir, "upper"), os.path.join(rwdir, "work"), rootfs):
+    for d in (rwdir, os.path.join(rwdir, "upper"), os.path.join(rwdir, "work"), rootfs):
         try:
             os.mkdir(d, 0o755)
         except FileExistsError:
             pass  # a restart: the upper dir keeps the container's changes
-        except FileNotFoundError:
+        except FileNotFoundError:  # the store's containers/ dir, the first time
             os.makedirs(d, 0o755, exist_ok=True)
     m.mount("overlay", rootfs, "overlay", 0, data,
             why="overlayfs: the image's layers are the read-only lowerdirs (top first); "

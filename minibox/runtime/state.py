@@ -377,12 +377,27 @@ def _remove_rwdir(cid: str, st: dict) -> None:
     rwdir = (st.get("annotations") or {}).get("minibox.rwdir")
     if rwdir and os.path.basename(rwdir) == cid and \
             os.path.basename(os.path.dirname(rwdir)) == "containers":
-        _rmtree(rwdir)
+        # The usual case, a container that wrote nothing: four rmdir(2) calls (overlayfs
+        # leaves work/work behind); anything else is listed and removed.
+        for d in ("upper", "work/work", "work", ""):
+            try:
+                os.rmdir(os.path.join(rwdir, d))
+            except OSError:
+                _rmtree(rwdir)
+                return
 
 
 def _rmtree(top: str) -> None:
     """Remove a directory tree without following symlinks (shutil costs import time on
-    the `run` path, and an upper dir is usually a handful of entries)."""
+    the `run` path, and an upper dir is usually a handful of entries). An empty
+    directory goes with one rmdir(2), without being listed first."""
+    try:
+        os.rmdir(top)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass  # not empty (or not a directory): list it
     try:
         entries = list(os.scandir(top))
     except FileNotFoundError:
