@@ -37,6 +37,11 @@ VERBS = {
     "diff": ("images", "diff"),
     "save": ("archive", "save"),
     "load": ("archive", "load"),
+    "pull": ("registry", "pull"),
+    "push": ("registry", "push"),
+    "login": ("registry", "login"),
+    "logout": ("registry", "logout"),
+    "search": ("registry", "search"),
     "_finish": ("lifecycle", "finish"),
 }
 
@@ -77,6 +82,13 @@ images:
   diff      list the files a container added (A), changed (C) or deleted (D)
   save      write images to a tar archive:  minibox save -o FILE [--format oci-archive] IMAGE...
   load      read images from a tar archive (docker save, podman save, OCI):  minibox load -i FILE
+
+registries:
+  pull      download an image from a registry:  minibox pull HOST:PORT/NAME[:TAG|@DIGEST]
+  push      upload an image to a registry:  minibox push HOST:PORT/NAME[:TAG]
+  login     store credentials for a registry (-u USER --password-stdin HOST:PORT)
+  logout    remove a registry's stored credentials
+  search    list a private registry's repositories and tags:  minibox search HOST:PORT/TERM
 
 tools:
   mkrootfs  build the default busybox root filesystem:  minibox mkrootfs [DIR]

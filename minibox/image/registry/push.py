@@ -1,0 +1,188 @@
+"""Push: every blob the registry lacks, then the manifest (distribution-spec v1.1 "Push").
+
+For each blob (the layers, then the config):
+  HEAD /v2/NAME/blobs/DIGEST                      200: the registry has it, skip
+  POST /v2/NAME/blobs/uploads/?mount=D&from=REPO  201: linked from another repository of
+                                                  the same registry (no bytes sent)
+  POST /v2/NAME/blobs/uploads/                    202 + Location: an upload session
+  PATCH LOCATION  (Content-Range: start-end)      one per chunk, for large blobs
+  PUT LOCATION?digest=DIGEST                      closes the upload; the registry checks it
+Then PUT /v2/NAME/manifests/TAG with the manifest's own media type and its exact bytes,
+so that its digest stays the one the store knows.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from minibox.errors import MiniboxError
+from minibox.image.registry.client import Registry, Response
+
+if TYPE_CHECKING:  # for the type hints only
+    from minibox.image.reference import Ref
+    from minibox.image.store import Store
+
+# Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size.
+CHUNK = 32 << 20
+PARALLEL = 3
+
+
+def _location(resp: Response, base: str) -> str:
+    loc = resp.header("Location")
+    if not loc:
+        raise MiniboxError(f"the registry answered {resp.status} to an upload without a "
+                           "Location to continue at")
+    return urllib.parse.urljoin(base, loc)
+
+
+def _with_digest(url: str, digest: str) -> str:
+    sep = "&" if urllib.parse.urlsplit(url).query else "?"
+    return f"{url}{sep}digest={urllib.parse.quote(digest)}"
+
+
+def _denied(reg: Registry, repo: str, resp: Response) -> None:
+    if resp.status in (401, 403):
+        # A HEAD answer has no body to carry the registry's words.
+        text = "" if resp.method == "HEAD" else resp.error_text()
+        raise MiniboxError(f"push access denied for {reg.host}/{repo}: "
+                           f"{text or 'authentication required'} "
+                           f"(run: minibox login {reg.host})")
+
+
+class _Counting:
+    """A blob file as a request body that reports the bytes http.client reads from it."""
+
+    def __init__(self, f: object, tick: Callable[[int], None]) -> None:
+        self.f, self.tick = f, tick
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.tick(len(data))
+        return data
+
+    def seek(self, pos: int) -> None:
+        self.f.seek(pos)
+
+
+def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable,
+           mount_from: list[str], tick: Callable[[int], None] | None = None) -> str:
+    """Send one blob unless the registry has it; returns what happened, in docker's words."""
+    scope = f"repository:{repo}:pull,push"
+    resp = reg.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=scope,
+                       why="does the registry have this blob already?")
+    _denied(reg, repo, resp)
+    resp.read()
+    if resp.status == 200:
+        return "Layer already exists"
+    location = None
+    for other in mount_from:
+        q = urllib.parse.urlencode({"mount": digest, "from": other})
+        resp = reg.request("POST", f"/v2/{repo}/blobs/uploads/?{q}",
+                           scope=f"{scope} repository:{other}:pull",
+                           why=f"link the blob from {other} instead of sending it")
+        resp.read()
+        if resp.status == 201:
+            return f"Mounted from {other}"
+        if resp.status == 202:
+            location = _location(resp, resp.url)  # not mounted: a plain upload session
+            break
+    if location is None:
+        resp = reg.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope,
+                           why="open an upload session")
+        _denied(reg, repo, resp)
+        if resp.status != 202:
+            raise MiniboxError(f"push to {reg.host}/{repo}: opening an upload answered "
+                               f"{resp.error_text()}")
+        resp.read()
+        location = _location(resp, resp.url)
+    octet = {"Content-Type": "application/octet-stream"}
+    with open_blob(digest) as f:
+        if size <= CHUNK:
+            body = _Counting(f, tick) if tick else f.read()
+            resp = reg.request("PUT", _with_digest(location, digest),
+                               {**octet, "Content-Length": str(size)}, body, scope=scope,
+                               why="send the whole blob and close the upload", retry=False)
+        else:
+            start = 0
+            while chunk := f.read(CHUNK):
+                hdrs = {**octet, "Content-Range": f"{start}-{start + len(chunk) - 1}"}
+                resp = reg.request("PATCH", location, hdrs, chunk, scope=scope,
+                                   why=f"send bytes {start}-{start + len(chunk) - 1}",
+                                   retry=False)
+                if resp.status != 202:
+                    raise MiniboxError(f"push to {reg.host}/{repo}: chunk of {digest} "
+                                       f"refused: {resp.error_text()}")
+                resp.read()
+                location = _location(resp, resp.url)
+                start += len(chunk)
+                if tick:
+                    tick(len(chunk))
+            resp = reg.request("PUT", _with_digest(location, digest), octet, b"",
+                               scope=scope, why="close the upload: the registry checks the "
+                               "digest", retry=False)
+    text = resp.error_text() if resp.status != 201 else ""
+    if resp.status != 201:
+        raise MiniboxError(f"push to {reg.host}/{repo}: blob {digest} refused: {text}")
+    resp.read()
+    return "Pushed"
+
+
+def push(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
+         progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> str:
+    """Push the store's image named `ref` to its registry; returns the manifest digest.
+    `progress(digest, size)` gives a callback told the bytes of that blob as they go."""
+    shown = str(ref)
+    try:
+        img = store.image(shown)
+    except MiniboxError:
+        raise MiniboxError(f"An image does not exist locally with the tag: {shown} "
+                           f"(tag one first: minibox tag IMAGE {shown})") from None
+    repo = ref.repository
+    say(f"The push refers to repository [{reg.host}/{repo}]")
+    # Other repositories of this registry that hold the same blobs (from the store's
+    # names): a cross-repository mount saves sending the bytes again.
+    others: dict[str, list[str]] = {}
+    prefix = f"{reg.host}/"
+    for name in store.refs():
+        if not name.startswith(prefix):
+            continue
+        other = name[len(prefix):].split("@")[0].rsplit(":", 1)[0]
+        if other == repo:
+            continue
+        try:
+            for d, _mt, _size in store.image(name).layers:
+                others.setdefault(d, []).append(other)
+        except MiniboxError:
+            continue
+    blobs = [(d, size) for d, _mt, size in img.layers]
+
+    def one(item: tuple[str, int]) -> str:
+        d, size = item
+        return upload(reg, repo, d, size, store.open_blob, sorted(set(others.get(d, []))),
+                      progress(d, size) if progress else None)
+
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        results = list(pool.map(one, blobs))
+    for (d, _size), what in zip(blobs, results, strict=True):
+        say(f"{d.split(':')[-1][:12]}: {what}")
+    upload(reg, repo, img.config_digest, store.blob_size(img.config_digest), store.open_blob,
+           [])
+    media = img.manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json"
+    target = ref.digest or ref.tag
+    resp = reg.request("PUT", f"/v2/{repo}/manifests/{target}", {"Content-Type": media},
+                       img.manifest_bytes, scope=f"repository:{repo}:pull,push",
+                       why="publish the manifest under the tag")
+    if resp.status != 201:
+        _denied(reg, repo, resp)
+        raise MiniboxError(f"push to {reg.host}/{repo}: manifest refused: {resp.error_text()}")
+    resp.read()
+    digest = img.manifest_digest
+    header = resp.header("Docker-Content-Digest")
+    if header and header != digest:
+        raise MiniboxError(f"push to {reg.host}/{repo}: the registry stored the manifest as "
+                           f"{header}, not {digest}")
+    say(f"{ref.digest or ref.tag}: digest: {digest} size: {len(img.manifest_bytes)}")
+    return digest
