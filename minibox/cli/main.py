@@ -27,6 +27,8 @@ VERBS = {
     "top": ("inspect", "top"),
     "stats": ("inspect", "stats"),
     "mkrootfs": ("mkrootfs", "main"),
+    "network": ("network", "main"),
+    "port": ("network", "port"),
     "_finish": ("lifecycle", "finish"),
 }
 
@@ -54,6 +56,10 @@ containers:
   inspect   show a container's state and configuration as JSON
   top       list a container's processes
   stats     show cpu, memory and pids use (--no-stream)
+  port      list a container's published ports
+
+networks:
+  network   create, ls, inspect, rm, connect, disconnect bridge networks
 
 tools:
   mkrootfs  build the default busybox root filesystem:  minibox mkrootfs [DIR]
