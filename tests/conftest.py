@@ -290,6 +290,32 @@ def net_links() -> set[str]:
     return links
 
 
+NET_ROOT = Path("/run/minibox/networks")
+
+
+def net_addresses() -> set[str]:
+    """IPv4 addresses on the host's own links (ip(8) only looks), but other engines'."""
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
+                         text=True).stdout
+    return {f"{f[1]} {f[3]}" for f in (line.split() for line in out.splitlines())
+            if len(f) > 3 and not f[1].startswith(_FOREIGN_LINKS)}
+
+
+def nft_tables() -> set[str]:
+    """minibox's nftables tables (one per container that publishes ports)."""
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {line.strip() for line in out.splitlines() if " minibox" in line}
+
+
+def net_records() -> set[str]:
+    """Address leases and host-port reservations under /run/minibox/networks."""
+    found = set()
+    for top, _dirs, files in os.walk(NET_ROOT):
+        if os.path.basename(top) in ("leases", "ports"):
+            found.update(os.path.join(top, f) for f in files)
+    return found
+
+
 def state_entries() -> set[str]:
     """The directories under /run/minibox, three levels deep (overlay scratch dirs, a
     container's state dir), and dangling symlinks (a name claimed for a container that
@@ -485,11 +511,14 @@ class HostSnapshot:
     state: set[str]
     links: set[str]
     groups: dict[str, bool]
+    addrs: set[str]
+    tables: set[str]
+    leases: set[str]
 
     @classmethod
     def take(cls) -> HostSnapshot:
         return cls(mount_table(), _ours(processes()), state_entries(), net_links(),
-                   container_groups())
+                   container_groups(), net_addresses(), nft_tables(), net_records())
 
     def watched_mounts(self) -> collections.Counter[tuple[str, str, str]]:
         return collections.Counter({k: n for k, n in self.mounts.items()
@@ -525,6 +554,14 @@ class HostSnapshot:
         for name in sorted(self.links ^ before.links):
             what = "new" if name in self.links else "gone"
             problems.append(f"host network link {what}: {name}")
+        for name in sorted(self.addrs ^ before.addrs):
+            what = "new" if name in self.addrs else "gone"
+            problems.append(f"host address {what}: {name}")
+        for name in sorted(self.tables ^ before.tables):
+            what = "new" if name in self.tables else "gone"
+            problems.append(f"nftables {what}: {name}")
+        for name in sorted(self.leases - before.leases):
+            problems.append(f"network lease left behind: {name}")
         return problems
 
 

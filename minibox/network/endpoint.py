@@ -210,8 +210,9 @@ def attach_all(cdir: str, cid: str, rec: dict, pid: int,
         if rec["ports"] and only is None:
             from minibox.network import nft
 
-            ip = next(iter(rec["networks"].values()))["ip"]
-            rec["table"] = nft.publish(cid, ip, rec["ports"])
+            first = next(iter(rec["networks"].values()))
+            subnet = f"{first['ip']}/{first['prefixlen']}"
+            rec["table"] = nft.publish(cid, first["ip"], subnet, rec["ports"])
             _save(cdir, rec)
     finally:
         host.close()

@@ -64,7 +64,7 @@ def table_name(cid: str) -> str:
     return f"minibox-{cid[:12]}"
 
 
-def publish(cid: str, ip: str, ports: list[dict]) -> str:
+def publish(cid: str, ip: str, subnet: str, ports: list[dict]) -> str:
     """DNAT each published host port to the container's address, in a table of its own."""
     t = table_name(cid)
     cmds = [f"add table ip {t}",
@@ -83,6 +83,11 @@ def publish(cid: str, ip: str, ports: list[dict]) -> str:
     # A connection from 127.0.0.1 keeps that source after DNAT; the container would answer
     # its own loopback. Masquerade gives it the bridge's address instead (docker does the same).
     cmds.append(f"add rule ip {t} postrouting ip saddr 127.0.0.0/8 ip daddr {ip} masquerade")
+    # A neighbour on the same bridge calling the host's published port: without a new
+    # source, the answer would go to it straight over the bridge, from an address it
+    # never called (the "hairpin" case), and it would drop it.
+    cmds.append(f"add rule ip {t} postrouting ip saddr {subnet} ip daddr {ip} "
+                "ct status dnat masquerade")
     run(cmds, f"publish ports of container {cid[:12]}: host port -> {ip}")
     return t
 
