@@ -196,7 +196,8 @@ def attach_all(cdir: str, cid: str, rec: dict, pid: int,
             host.delete(ep["veth"], "a stale host end left by an earlier start")
             peer = "mp" + ep["veth"][2:]
             hidx = host.add_veth(ep["veth"], peer)
-            host.up(hidx, ep["veth"], f"plug the host end into {ep['bridge']}", master=br)
+            host.up(hidx, ep["veth"], f"plug the host end into {ep['bridge']}", master=br,
+                    master_name=ep["bridge"])
             host.move(host.index(peer), peer, pid, ep["ifname"])
         inner = Netlink.of_pid(pid)
         for _netname, ep in eps:

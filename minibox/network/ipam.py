@@ -31,6 +31,12 @@ CANDIDATES = [f"172.{n}.0.0/16" for n in range(17, 32)] + \
     [f"192.168.{n}.0/24" for n in range(0, 256, 16)]
 
 
+# Never a container subnet: loopback, link-local, multicast and up (ip-sysctl and RFC 6890
+# special-purpose ranges; loopback lives in the local table, not in /proc/net/route).
+RESERVED = [ipaddress.IPv4Network(n) for n in
+            ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/3")]
+
+
 class Lock:
     """flock(2) on networks/lock for the duration of a `with` block."""
 
@@ -99,6 +105,9 @@ def _taken(subnet: ipaddress.IPv4Network, skip_bridges: tuple[str, ...] = ()) ->
         cfg = load(other)
         if cfg and ipaddress.IPv4Network(cfg["subnet"]).overlaps(subnet):
             return f"minibox network {other} ({cfg['subnet']})"
+    for reserved in RESERVED:
+        if reserved.overlaps(subnet):
+            return f"the reserved range {reserved}"
     for route in host_routes():
         if route.overlaps(subnet):
             return f"the host route {route}"

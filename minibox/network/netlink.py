@@ -76,9 +76,10 @@ class Netlink:
         self._do(f"RTM_NEWADDR {ip}/{prefixlen} dev {ifname}", why, "addr", "add",
                  index=index, address=ip, prefixlen=prefixlen)
 
-    def up(self, index: int, ifname: str, why: str, master: int | None = None) -> None:
+    def up(self, index: int, ifname: str, why: str, master: int | None = None,
+           master_name: str = "") -> None:
         kw = {"master": master} if master is not None else {}
-        extra = f" master {master}" if master is not None else ""
+        extra = f" master {master_name or master}" if master is not None else ""
         self._do(f"RTM_NEWLINK {ifname}{extra} up", why, "link", "set", index=index,
                  state="up", **kw)
 
