@@ -53,6 +53,8 @@ def _put(path: str, text: str) -> None:
 
 def ensure_bridge(cfg: dict) -> None:
     """The network's bridge with the gateway address on it, made if missing."""
+    if os.path.exists(f"/sys/class/net/{cfg['bridge']}"):
+        return  # the common case, told by sysfs without loading pyroute2
     from minibox.network.netlink import Netlink, sysctl
 
     nl = Netlink.host()
