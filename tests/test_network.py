@@ -349,3 +349,15 @@ def test_a_subnet_overlapping_a_host_route_is_refused(box: Box) -> None:
     _one_line_125(box("network", "create", "--subnet", taken[1], "tn-overlap"), "overlaps")
     assert "tn-overlap" not in box("network", "ls", "-q").stdout.split()
     assert _host_state() == before
+
+
+def test_ps_and_inspect_show_the_address_and_ports(box: Box) -> None:
+    port = free_port()
+    cid = box("run", "-d", "--network", "bridge", "-p", f"127.0.0.1:{port}:80/udp", ROOTFS,
+              "sleep", "30", check=True).stdout.strip()
+    assert f"127.0.0.1:{port}->80/udp" in box("ps", check=True).stdout
+    settings = json.loads(box("inspect", cid, check=True).stdout)[0]["NetworkSettings"]
+    ip = settings["Networks"]["bridge"]["IPAddress"]
+    inside = box("exec", cid, "ip", "-4", "-o", "addr", "show", "eth0", check=True).stdout
+    assert f"inet {ip}/" in inside
+    assert settings["Ports"] == {"80/udp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
