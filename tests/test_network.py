@@ -361,3 +361,9 @@ def test_ps_and_inspect_show_the_address_and_ports(box: Box) -> None:
     inside = box("exec", cid, "ip", "-4", "-o", "addr", "show", "eth0", check=True).stdout
     assert f"inet {ip}/" in inside
     assert settings["Ports"] == {"80/udp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+
+
+@pytest.mark.parametrize("verb", ["create", "rm"])
+def test_the_predefined_bridge_network_is_kept(box: Box, verb: str) -> None:
+    _one_line_125(box("network", verb, "bridge"), "pre-defined")
+    assert "bridge" in box("network", "ls", "-q", check=True).stdout.split()

@@ -32,9 +32,11 @@ def main(argv: list[str]) -> int:
 
 def _valid_name(name: str) -> None:
     if not name or not name[0].isalnum() or not all(c.isalnum() or c in "_.-" for c in name) \
-            or name in ("none", "host") or name.startswith("container"):
+            or name.startswith("container"):
         raise MiniboxError(f'invalid network name "{name}": use [a-zA-Z0-9][a-zA-Z0-9_.-] '
-                           "(and not none, host or container)")
+                           "(not starting with container)")
+    if name in ("bridge", "none", "host"):
+        raise MiniboxError(f"{name} is a pre-defined network and cannot be created")
 
 
 def create(argv: list[str]) -> int:
@@ -124,6 +126,8 @@ def rm(argv: list[str]) -> int:
 
     code = 0
     for name in [o.name] + o.more:
+        if name in ("bridge", "none", "host"):
+            raise MiniboxError(f"{name} is a pre-defined network and cannot be removed")
         with ipam.Lock():
             cfg = ipam.load(name)
             if cfg is None:

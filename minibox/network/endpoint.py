@@ -99,7 +99,7 @@ def prepare(cdir: str, cid: str, name: str, spec: dict) -> None:
             ipam.claim_ports(ports, cid)
             rec["ports"] = ports
             _save(cdir, rec)
-        ensure_bridge(cfg)
+            ensure_bridge(cfg)  # under the lock: two first containers make one bridge
     write_files(cdir)
     _refresh_peers(rec, cdir)
 
@@ -278,7 +278,7 @@ def connect(cdir: str, cid: str, netname: str, pid: int | None) -> None:
         if cfg is None:
             raise MiniboxError(f"network {netname} not found (see: minibox network ls)")
         _join(cdir, cid, rec, cfg)
-    ensure_bridge(cfg)
+        ensure_bridge(cfg)
     if pid:
         attach_all(cdir, cid, rec, pid, only=netname)
     write_files(cdir)
