@@ -367,3 +367,19 @@ def test_ps_and_inspect_show_the_address_and_ports(box: Box) -> None:
 def test_the_predefined_bridge_network_is_kept(box: Box, verb: str) -> None:
     _one_line_125(box("network", verb, "bridge"), "pre-defined")
     assert "bridge" in box("network", "ls", "-q", check=True).stdout.split()
+
+
+def test_add_host_dns_and_hostname_are_the_containers_own_files(box: Box) -> None:
+    r = box("run", "--network", "none", "--add-host", "db:10.1.2.3", "--dns", "10.0.0.53",
+            "-h", "myhost", ROOTFS, "sh", "-c",
+            "cat /etc/hosts /etc/resolv.conf /etc/hostname; ls /sys/class/net", check=True)
+    assert "10.1.2.3\tdb\n" in r.stdout
+    assert "nameserver 10.0.0.53\n" in r.stdout
+    assert r.stdout.endswith("myhost\nlo\n")
+    # The image's files stay as they were: the container's are bind-mounted over them.
+    assert "db" not in (ROOTFS / "etc" / "hosts").read_text()
+
+
+def test_publishing_without_a_network_is_refused(box: Box) -> None:
+    _one_line_125(box("run", "--network", "none", "-p", "80:80", ROOTFS, "true"),
+                  "--network none")
