@@ -383,3 +383,8 @@ def test_add_host_dns_and_hostname_are_the_containers_own_files(box: Box) -> Non
 def test_publishing_without_a_network_is_refused(box: Box) -> None:
     _one_line_125(box("run", "--network", "none", "-p", "80:80", ROOTFS, "true"),
                   "--network none")
+
+
+def test_joining_a_missing_container_is_refused(box: Box) -> None:
+    _one_line_125(box("run", "--network", "container:no-such-box", ROOTFS, "true"),
+                  "no-such-box")

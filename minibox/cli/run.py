@@ -191,7 +191,10 @@ def _join_netns(spec: dict, mode: str) -> None:
 
     st = store()
     ref = mode.partition(":")[2]
-    other = refresh(st.load(st.resolve(ref)))
+    try:
+        other = refresh(st.load(st.resolve(ref)))
+    except MiniboxError as err:
+        raise MiniboxError(f"cannot join network of container {ref}: {err.message}") from None
     if other["status"] not in ("running", "paused") or not alive(other.get("pid"),
                                                                    other.get("pidStart")):
         raise MiniboxError(f"cannot join network of container {ref}: it is not running "

@@ -54,11 +54,15 @@ class Netlink:
         here = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         there = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            namespaces.setns(there, "net", f"/proc/{pid}/ns/net")
+            namespaces.setns(there, "net", f"/proc/{pid}/ns/net",
+                             "enter the container's network namespace for a moment: a "
+                             "netlink socket opened now stays bound to it")
             try:
                 ipr = IPRoute()
             finally:
-                namespaces.setns(here, "net", "/proc/self/ns/net (back to the host's)")
+                namespaces.setns(here, "net", "/proc/self/ns/net (back to the host's)",
+                                 "back to the host's namespace; the socket stays in the "
+                                 "container's")
         finally:
             os.close(here)
             os.close(there)
