@@ -43,7 +43,7 @@ class Lock:
     def __enter__(self) -> Lock:
         import fcntl
 
-        os.makedirs(NET_ROOT, mode=0o755, exist_ok=True)
+        os.makedirs(os.path.join(NET_ROOT, "ports"), mode=0o755, exist_ok=True)
         self.fd = os.open(os.path.join(NET_ROOT, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                           0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
