@@ -285,3 +285,5 @@ def release_ports(ports: list[dict], cid: str) -> None:
             os.unlink(path)
         except (OSError, ValueError):
             continue
+        explain.step(f'unlink("{path}")', 0, f"host port {p['hostPort']}/{p['proto']} is free "
+                     "for others again", "unlink(2)")
