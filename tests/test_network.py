@@ -388,3 +388,28 @@ def test_publishing_without_a_network_is_refused(box: Box) -> None:
 def test_joining_a_missing_container_is_refused(box: Box) -> None:
     _one_line_125(box("run", "--network", "container:no-such-box", ROOTFS, "true"),
                   "no-such-box")
+
+
+def test_subnet_and_gateway_are_configurable(box: Box, network: Callable[..., str]) -> None:
+    subnet = free_subnet()
+    prefix = subnet.rsplit(".", 1)[0]
+    net = network("tn-gw", "--subnet", subnet, "--gateway", f"{prefix}.254")
+    r = box("run", "--network", net, ROOTFS, "sh", "-c", "ip -4 -o addr show eth0; ip route",
+            check=True)
+    assert f"inet {prefix}.1/24" in r.stdout  # the first free host address
+    assert f"default via {prefix}.254 dev eth0" in r.stdout
+    br = json.loads(box("network", "inspect", net, check=True).stdout)[0]["Bridge"]
+    host = subprocess.run(["ip", "-4", "-o", "addr", "show", br], capture_output=True,
+                          text=True).stdout
+    assert f"inet {prefix}.254/24" in host
+
+
+@pytest.mark.parametrize("flags", [["--subnet", "10.0.0.0/33"], ["--subnet", "nonsense"],
+                                   ["--gateway", "10.1.1.1"], ["--driver", "overlay"]])
+def test_bad_network_options_are_refused(box: Box, flags: list[str]) -> None:
+    if flags[0] == "--gateway":
+        flags = ["--subnet", free_subnet(), *flags]  # a gateway outside its subnet
+    before = _host_state()
+    _one_line_125(box("network", "create", *flags, "tn-bad"))
+    assert "tn-bad" not in box("network", "ls", "-q").stdout.split()
+    assert _host_state() == before
