@@ -413,3 +413,18 @@ def test_bad_network_options_are_refused(box: Box, flags: list[str]) -> None:
     _one_line_125(box("network", "create", *flags, "tn-bad"))
     assert "tn-bad" not in box("network", "ls", "-q").stdout.split()
     assert _host_state() == before
+
+
+def test_a_network_whose_bridge_vanished_gets_it_back(box: Box, network: Callable[..., str]
+                                                      ) -> None:
+    subnet = free_subnet()
+    net = network("tn-gone", "--subnet", subnet)
+    br = json.loads(box("network", "inspect", net, check=True).stdout)[0]["Bridge"]
+    subprocess.run(["ip", "link", "del", br], check=True)  # behind minibox's back
+    box("run", "-d", "--network", net, "--name", "back", ROOTFS, "sleep", "30", check=True)
+    gw = subnet.rsplit(".", 1)[0] + ".1"
+    host = subprocess.run(["ip", "-4", "-o", "addr", "show", br], capture_output=True,
+                          text=True).stdout
+    assert f"inet {gw}/24" in host
+    r = box("exec", "back", "ping", "-c", "1", "-W", "3", gw)
+    assert r.returncode == 0, r.stdout + r.stderr

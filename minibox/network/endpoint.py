@@ -106,7 +106,8 @@ def prepare(cdir: str, cid: str, name: str, spec: dict) -> None:
 
 def _join(cdir: str, cid: str, rec: dict, cfg: dict) -> dict:
     """Lease an address on network `cfg` and record the endpoint (the caller holds the Lock)."""
-    n = len(rec["networks"])
+    used = {ep["ifname"] for ep in rec["networks"].values()}
+    n = next(i for i in range(len(used) + 1) if f"eth{i}" not in used)
     holder = {"cid": cid, "name": rec["name"], "dir": cdir}
     ip = ipam.allocate(cfg, holder)
     ep = {"ip": ip, "prefixlen": int(cfg["subnet"].split("/")[1]), "gateway": cfg["gateway"],
@@ -188,8 +189,8 @@ def attach_all(cdir: str, cid: str, rec: dict, pid: int,
 
     host = Netlink.host()
     inner = None
+    eps = [(n, ep) for n, ep in rec["networks"].items() if only in (None, n)]
     try:
-        eps = [(n, ep) for n, ep in rec["networks"].items() if only in (None, n)]
         for _netname, ep in eps:
             br = host.index(ep["bridge"])
             if br is None:
@@ -217,6 +218,12 @@ def attach_all(cdir: str, cid: str, rec: dict, pid: int,
             subnet = f"{first['ip']}/{first['prefixlen']}"
             rec["table"] = nft.publish(cid, first["ip"], subnet, rec["ports"])
             _save(cdir, rec)
+    except BaseException:
+        # Nothing half-made stays: a pair whose end is still on the host would outlive
+        # the container (the one in its namespace goes with it anyway).
+        for _netname, ep in eps:
+            host.delete(ep["veth"], "undo: the container could not be connected")
+        raise
     finally:
         host.close()
         if inner is not None:
