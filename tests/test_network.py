@@ -428,3 +428,18 @@ def test_a_network_whose_bridge_vanished_gets_it_back(box: Box, network: Callabl
     assert f"inet {gw}/24" in host
     r = box("exec", "back", "ping", "-c", "1", "-W", "3", gw)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_lease_left_by_a_killed_minibox_is_taken_back(box: Box, state_root: Path) -> None:
+    """A lease whose container directory is gone (minibox SIGKILLed between writing the
+    lease and its record) is reclaimed by the next allocation: made here by hand."""
+    cfg = json.loads((NET_ROOT / "bridge" / "network.json").read_text())
+    prefix = cfg["gateway"].rsplit(".", 1)[0]
+    stale = NET_ROOT / "bridge" / "leases" / f"{prefix}.2"
+    assert not stale.exists()
+    stale.write_text(json.dumps({"cid": "0" * 64, "name": "",
+                                 "dir": str(state_root / "containers" / ("0" * 64))}))
+    r = box("run", "--network", "bridge", ROOTFS, "ip", "-4", "-o", "addr", "show", "eth0",
+            check=True)
+    assert f"inet {prefix}.2/" in r.stdout
+    assert not stale.exists()

@@ -96,7 +96,7 @@ def prepare(cdir: str, cid: str, name: str, spec: dict) -> None:
                                    f"create it with: minibox network create {netname})")
             _join(cdir, cid, rec, cfg)
             ports = [dict(p) for p in plan["ports"]]
-            ipam.claim_ports(ports, cid)
+            ipam.claim_ports(ports, cid, cdir)
             rec["ports"] = ports
             _save(cdir, rec)
             ensure_bridge(cfg)  # under the lock: two first containers make one bridge

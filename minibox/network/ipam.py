@@ -197,6 +197,7 @@ def allocate(cfg: dict, holder: dict) -> str:
     """The lowest free host address of the network's subnet (the caller holds the Lock)."""
     net = ipaddress.IPv4Network(cfg["subnet"])
     d = os.path.join(NET_ROOT, cfg["name"], "leases")
+    _reclaim(d)
     used = set(os.listdir(d)) | {cfg["gateway"]}
     for ip in net.hosts():
         s = str(ip)
@@ -209,6 +210,25 @@ def allocate(cfg: dict, holder: dict) -> str:
         return s
     raise MiniboxError(f"no free address left in network {cfg['name']} ({cfg['subnet']}): "
                        "remove containers or create a larger network")
+
+
+def _reclaim(d: str) -> None:
+    """Take back records whose container directory is gone (the caller holds the Lock).
+
+    Every record is written after its container's state directory exists and removed
+    before that directory goes; a record that outlives it was left by a minibox killed
+    half-way (SIGKILL between the two steps), and nothing else will ever free it.
+    """
+    for e in os.scandir(d):
+        try:
+            with open(e.path) as f:
+                where = json.load(f).get("dir")
+        except (OSError, ValueError):
+            continue
+        if where and not os.path.isdir(where):
+            os.unlink(e.path)
+            explain.step(f'unlink("{e.path}")', 0, f"its container ({where}) is gone: a "
+                         "minibox killed half-way left it", "unlink(2)")
 
 
 def free(network: str, ip: str, cid: str) -> None:
@@ -228,7 +248,7 @@ def _port_path(p: dict) -> str:
     return os.path.join(NET_ROOT, "ports", f"{p['proto']}_{p['hostIp']}_{p['hostPort']}")
 
 
-def claim_ports(ports: list[dict], cid: str) -> None:
+def claim_ports(ports: list[dict], cid: str, where: str = "") -> None:
     """Reserve the host ports (the caller holds the Lock); 0 means any free port.
 
     With NAT rules no process listens on the host port, so the port is checked two ways:
@@ -238,6 +258,7 @@ def claim_ports(ports: list[dict], cid: str) -> None:
     import socket
 
     os.makedirs(os.path.join(NET_ROOT, "ports"), exist_ok=True)
+    _reclaim(os.path.join(NET_ROOT, "ports"))
     held = os.listdir(os.path.join(NET_ROOT, "ports"))
     done: list[dict] = []
     try:
@@ -264,7 +285,7 @@ def claim_ports(ports: list[dict], cid: str) -> None:
                         f"container {cid[:12]}: port is already allocated to another "
                         "container (choose another host port)")
             try:
-                _write(_port_path(p), {"cid": cid}, excl=True)
+                _write(_port_path(p), {"cid": cid, "dir": where}, excl=True)
             except FileExistsError:
                 raise MiniboxError(f"cannot publish {p['hostIp']}:{p['hostPort']}: port is "
                                    "already allocated to another container") from None
