@@ -294,6 +294,36 @@ def net_links() -> set[str]:
     return links
 
 
+NET_ROOT = Path("/run/minibox/networks")
+# The default network's bridge, made by the first container that asks for it and then
+# kept, like docker0 (network/endpoint.py): its appearance is not a leak.
+DEFAULT_BRIDGE = "minibox0"
+_DEFAULT_NET = (str(NET_ROOT), str(NET_ROOT / "bridge"), str(NET_ROOT / "ports"))
+
+
+def net_addresses() -> set[str]:
+    """IPv4 addresses on the host's own links (ip(8) only looks), but other engines'."""
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
+                         text=True).stdout
+    return {f"{f[1]} {f[3]}" for f in (line.split() for line in out.splitlines())
+            if len(f) > 3 and not f[1].startswith(_FOREIGN_LINKS)}
+
+
+def nft_tables() -> set[str]:
+    """minibox's nftables tables (one per container that publishes ports)."""
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {line.strip() for line in out.splitlines() if " minibox" in line}
+
+
+def net_records() -> set[str]:
+    """Address leases and host-port reservations under /run/minibox/networks."""
+    found = set()
+    for top, _dirs, files in os.walk(NET_ROOT):
+        if os.path.basename(top) in ("leases", "ports"):
+            found.update(os.path.join(top, f) for f in files)
+    return found
+
+
 def state_entries() -> set[str]:
     """The directories under /run/minibox, three levels deep (overlay scratch dirs, a
     container's state dir), and dangling symlinks (a name claimed for a container that
@@ -511,12 +541,16 @@ class HostSnapshot:
     state: set[str]
     links: set[str]
     groups: dict[str, bool]
+    addrs: set[str]
+    tables: set[str]
+    leases: set[str]
     store: set[str] = None  # type: ignore[assignment]
 
     @classmethod
     def take(cls) -> HostSnapshot:
         return cls(mount_table(), _ours(processes()), state_entries(), net_links(),
-                   container_groups(), store_entries())
+                   container_groups(), net_addresses(), nft_tables(), net_records(),
+                   store_entries())
 
     def watched_mounts(self) -> collections.Counter[tuple[str, str, str]]:
         return collections.Counter({k: n for k, n in self.mounts.items()
@@ -540,6 +574,8 @@ class HostSnapshot:
         new_state = self.state - before.state
         for path in sorted(new_state):
             parent = os.path.dirname(path)
+            if path in _DEFAULT_NET:
+                continue  # the default network's bookkeeping, kept like its bridge
             if _structural(path) or parent in new_state and not _structural(parent):
                 continue  # part of the fixed layout / reported with its new parent
             if not _claimed_by_others(path):
@@ -552,8 +588,20 @@ class HostSnapshot:
         for path in sorted((self.store or set()) - (before.store or set())):
             problems.append(f"left behind in an image store: {path}")
         for name in sorted(self.links ^ before.links):
+            if name == DEFAULT_BRIDGE and name in self.links:
+                continue
             what = "new" if name in self.links else "gone"
             problems.append(f"host network link {what}: {name}")
+        for name in sorted(self.addrs ^ before.addrs):
+            if name.startswith(DEFAULT_BRIDGE + " ") and name in self.addrs:
+                continue
+            what = "new" if name in self.addrs else "gone"
+            problems.append(f"host address {what}: {name}")
+        for name in sorted(self.tables ^ before.tables):
+            what = "new" if name in self.tables else "gone"
+            problems.append(f"nftables {what}: {name}")
+        for name in sorted(self.leases - before.leases):
+            problems.append(f"network lease left behind: {name}")
         return problems
 
 

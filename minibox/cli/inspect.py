@@ -24,6 +24,27 @@ def _namespaces(pid: int) -> dict:
     return out
 
 
+def _network_settings(cid: str) -> dict:
+    """docker's NetworkSettings: each network's address and gateway, and the ports."""
+    import os
+
+    from minibox.cli.main import ROOT
+
+    try:
+        with open(os.path.join(ROOT, "containers", cid, "network.json")) as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        return {"Networks": {}, "Ports": {}}
+    nets = {name: {"IPAddress": ep["ip"], "IPPrefixLen": ep["prefixlen"],
+                   "Gateway": ep["gateway"], "HostInterface": ep["veth"],
+                   "Interface": ep["ifname"]} for name, ep in rec["networks"].items()}
+    ports: dict[str, list] = {}
+    for p in rec["ports"]:
+        ports.setdefault(f"{p['containerPort']}/{p['proto']}", []).append(
+            {"HostIp": p["hostIp"], "HostPort": str(p["hostPort"])})
+    return {"Networks": nets, "Ports": ports}
+
+
 def describe(st: dict, spec: dict) -> dict:
     from minibox.cgroups.driver import Group
     from minibox.runtime.state import refresh
@@ -46,6 +67,7 @@ def describe(st: dict, spec: dict) -> dict:
             "MonitorPid": st.get("monitorPid", 0),
         },
         "Name": "/" + st.get("name", ""),
+        "NetworkSettings": _network_settings(st["id"]),
         "RestartCount": st.get("restartCount", 0),
         "Rootfs": st.get("rootfs"),
         "HostConfig": {

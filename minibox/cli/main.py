@@ -42,6 +42,8 @@ VERBS = {
     "login": ("registry", "login"),
     "logout": ("registry", "logout"),
     "search": ("registry", "search"),
+    "network": ("network", "main"),
+    "port": ("network", "port"),
     "_finish": ("lifecycle", "finish"),
 }
 
@@ -70,6 +72,10 @@ containers:
   inspect   show a container's state and configuration as JSON
   top       list a container's processes
   stats     show cpu, memory and pids use (--no-stream)
+  port      list a container's published ports
+
+networks:
+  network   create, ls, inspect, rm, connect, disconnect bridge networks
 
 images:
   images    list images (-a, -q, --digests, --filter, --format json, --tree)

@@ -108,12 +108,27 @@ def main(argv: list[str]) -> int:
         else:
             out.append(_row(cid, image, _command(st),
                             human(now - _seconds(st["created"])) + " ago",
-                            status_text(st, now), "", st.get("name", "")))
+                            status_text(st, now), _ports(st["id"]), st.get("name", "")))
     if not o.quiet and not o.format:
         print(_row("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"))
     for line in out:
         print(line)
     return 0
+
+
+def _ports(cid: str) -> str:
+    """docker's PORTS column: 127.0.0.1:8080->80/tcp, from the container's network record."""
+    import os
+
+    from minibox.cli.main import ROOT
+
+    try:
+        with open(os.path.join(ROOT, "containers", cid, "network.json")) as f:
+            ports = json.load(f)["ports"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    return ", ".join(f"{p['hostIp']}:{p['hostPort']}->{p['containerPort']}/{p['proto']}"
+                     for p in ports)
 
 
 def _match(st: dict, status: str, key: str, value: str) -> bool:

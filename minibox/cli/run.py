@@ -43,8 +43,14 @@ def parser() -> FlagParser:
     a("--restart", metavar="POLICY", default="no",
       help="no, on-failure[:N], always or unless-stopped (carried out by the monitor)")
     a("--init", kind="bool", help="run a tiny reaper as PID 1 that forwards signals")
-    a("--net", "--network", dest="net", choices=("host", "none", "private"),
-      default="private", help="host: share the host's network namespace")
+    a("--net", "--network", dest="net", metavar="MODE", default="none",
+      help="none (only lo), bridge, a network's NAME, host, or container:ID")
+    a("-p", "--publish", kind="append", metavar="[IP:]HOSTPORT:PORT[/PROTO]",
+      help="publish a container port on the host (nftables DNAT)")
+    a("-P", "--publish-all", kind="bool", help="publish every --expose'd port on a free port")
+    a("--expose", kind="append", metavar="PORT[/PROTO]", help="declare a port for -P")
+    a("--add-host", kind="append", metavar="NAME:IP", help="add a line to /etc/hosts")
+    a("--dns", kind="append", metavar="IP", help="a name server for /etc/resolv.conf")
     for ns in ("pid", "ipc", "uts"):
         a(f"--{ns}", choices=("host", "private"), default="private",
           help=f"host: share the host's {ns} namespace")
@@ -146,6 +152,8 @@ def build_spec(opts: Options) -> dict:
         spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys"]
         spec["mounts"].append({"destination": "/sys", "type": "bind", "source": "/sys",
                                "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]})
+    if opts.net.startswith("container:"):
+        _join_netns(spec, opts.net)
     if opts.userns:
         if image is not None:
             raise MiniboxError("--userns with an image is not supported yet: overlayfs over "
@@ -180,6 +188,14 @@ def build_spec(opts: Options) -> dict:
             raise MiniboxError(f'the working directory "{opts.workdir}" is invalid: '
                                "it needs to be an absolute path")
         proc["cwd"] = opts.workdir
+    if opts.net not in ("none", "private", "host") or opts.publish or opts.publish_all \
+            or opts.add_host or opts.dns:
+        from minibox.cli.main import ROOT
+        from minibox.network import options as netopts
+
+        net = netopts.plan(opts, hostname)
+        if net is not None:
+            netopts.apply(spec, net, os.path.join(ROOT, "containers", cid))
     spec["root"]["readonly"] = opts.read_only
     _resources(spec, opts)
     for vol in opts.volume:
@@ -192,6 +208,26 @@ def build_spec(opts: Options) -> dict:
         spec["mounts"].append({"destination": path, "type": "tmpfs", "source": "tmpfs",
                                "options": options})
     return spec
+
+
+def _join_netns(spec: dict, mode: str) -> None:
+    """--network container:ID: the new container joins a running one's namespace."""
+    from minibox.cli.main import store
+    from minibox.runtime.state import alive, refresh
+
+    st = store()
+    ref = mode.partition(":")[2]
+    try:
+        other = refresh(st.load(st.resolve(ref)))
+    except MiniboxError as err:
+        raise MiniboxError(f"cannot join network of container {ref}: {err.message}") from None
+    if other["status"] not in ("running", "paused") or not alive(other.get("pid"),
+                                                                   other.get("pidStart")):
+        raise MiniboxError(f"cannot join network of container {ref}: it is not running "
+                           f"(start it first: minibox start {ref})")
+    for ns in spec["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = f"/proc/{other['pid']}/ns/net"
 
 
 def _resources(spec: dict, opts: Options) -> None:

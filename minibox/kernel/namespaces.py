@@ -56,12 +56,12 @@ def clone(namespaces: list[str]) -> int:
                   silent_zero=True)
 
 
-def setns(fd: int, ns: str, path: str) -> None:
+def setns(fd: int, ns: str, path: str, why: str | None = None) -> None:
     native(
         lib.mb_setns,
         (fd, FLAGS[ns]),
         f"setns({path}, {_NAMES[FLAGS[ns]]})",
-        f"join the container's {ns} namespace",
+        why or f"join the container's {ns} namespace",
         "setns(2)",
     )
 

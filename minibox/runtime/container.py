@@ -51,6 +51,10 @@ def create(store: Store, spec: dict, name: str, options: dict, *, start: bool) -
     lock = store.create(cid, name, state, spec)
     try:
         try:
+            if "minibox.network" in spec["annotations"]:
+                from minibox.network import endpoint
+
+                endpoint.prepare(store.path(cid), cid, name, spec)
             _launch(store, cid, start=start)
         finally:
             os.close(lock)
@@ -149,9 +153,14 @@ def _monitor_side(store: Store, cid: str, report: int | None, *, start: bool,
         os.close(out_w)
         os.close(err_w)
     os.close(null)
+    attach = None
+    if "minibox.network" in spec["annotations"]:
+        from minibox.network import endpoint
+
+        attach = endpoint.attacher(store.path(cid), cid, spec)
     try:
         child = process.spawn(spec, tty_slave=tty.slave if tty else None, scratch=scratch,
-                              group=group, resources=res)
+                              group=group, resources=res, network=attach)
     except BaseException:
         group.remove()
         raise
@@ -222,6 +231,13 @@ def finish(store: Store, cid: str, status: int) -> None:
         group.remove()
     except OSError:
         pass
+    if os.path.exists(store.path(cid, "network.json")):
+        from minibox.network import endpoint
+
+        try:
+            endpoint.detach(store.path(cid), cid)  # published ports end with the init
+        except (MiniboxError, OSError):
+            pass
     try:
         with store.locked(cid) as st:
             if st.get("status") == "removing":

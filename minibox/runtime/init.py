@@ -90,6 +90,14 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
         process.setresgid(0, "become root of the user namespace (group)")
         process.setresuid(0, "become root of the user namespace")
 
+    for ns in spec["linux"]["namespaces"]:
+        if ns.get("path"):  # --network container:ID: join the other's (setns(2))
+            from minibox.runtime.spec import NS_TYPES
+
+            fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
+            namespaces.setns(fd, NS_TYPES[ns["type"]], ns["path"])
+            os.close(fd)
+
     if has_namespace(spec, "net"):
         netdev.link_up("lo")
 

@@ -19,6 +19,10 @@ from minibox.kernel import mounts, namespaces, userns
 from minibox.runtime import init  # imported before clone so the child has it already
 from minibox.runtime.spec import has_namespace, namespaces_of
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 class Child:
     def __init__(self, pid: int, error: MiniboxError | None = None,
@@ -29,11 +33,13 @@ class Child:
 
 
 def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = None,
-          group: object = None, resources: dict | None = None) -> Child:
+          group: object = None, resources: dict | None = None,
+          network: Callable[[int], None] | None = None) -> Child:
     """Clone the container's init, set it up from the parent's side, and let it run.
 
     `group` (a cgroups Group) is created with `resources` while the child does its
-    first mounts, and gets the child before the child may go on. Returns once the child
+    first mounts, and gets the child before the child may go on; `network(pid)` then
+    plugs the child's network namespace in (network/endpoint.py). Returns once the child
     has exec'd its command or failed trying.
     """
     with_userns = has_namespace(spec, "user")
@@ -75,6 +81,8 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
 
             warm.tell()
             group.create(resources or {})
+        if network is not None:
+            network(pid)  # veth, address, route: ready before the command starts
         try:
             if group is not None:
                 group.add(pid)

@@ -54,6 +54,16 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
 
         state = new_state(spec, name, {"autoremove": True})
         store.create(cid, name, state, spec)
+    attach = None
+    if "minibox.network" in spec["annotations"]:
+        from minibox.network import endpoint
+
+        try:
+            endpoint.prepare(store.path(cid), cid, name, spec)
+        except BaseException:
+            store.remove(cid, state)
+            raise
+        attach = endpoint.attacher(store.path(cid), cid, spec)
     old = {s: signal.signal(s, forward) for s in _FORWARDED}
     scratch = None
     pty = None
@@ -67,7 +77,7 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
             pty = Pty()
             spec["process"]["terminal"] = True
         child = process.spawn(spec, tty_slave=pty.slave if pty else None, scratch=scratch,
-                              group=group, resources=res)
+                              group=group, resources=res, network=attach)
         target["pid"] = child.pid
         if pty:
             pty.start()

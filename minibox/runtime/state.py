@@ -137,8 +137,14 @@ class Store:
         caller holds it already)."""
         if st is None:
             st = self.load(cid)
-        self._rm_dir(cid)
-        _remove_rwdir(cid, st)
+        try:
+            if os.path.exists(self.path(cid, "network.json")):
+                from minibox.network import endpoint
+
+                endpoint.release(self.path(cid), cid)  # leases, ports, rules, peers' hosts
+        finally:
+            self._rm_dir(cid)
+            _remove_rwdir(cid, st)
         if st.get("name"):
             link = os.path.join(self.ndir, st["name"])
             try:
