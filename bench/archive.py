@@ -102,6 +102,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--rootfs", help="a root filesystem to use instead of the tree made from "
+                    "/usr (e.g. /var/tmp/minibox-bench/minbase, made by bench/registry.py "
+                    "with debootstrap --variant=minbase)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/archive.py needs root")
@@ -122,14 +125,20 @@ def main():
 
 
 def bench(args, base, podman, penv):
-    note(f"making a ~{args.size_mb} MB tree from this machine's /usr ...")
-    size, files = make_tree(f"{base}/tree", args.size_mb * 1000 * 1000)
     tar = f"{base}/tree.tar"
-    subprocess.run(["tar", "--numeric-owner", "-C", f"{base}/tree", "-cf", tar, "."],
-                   check=True)
-    shutil.rmtree(f"{base}/tree")
-    note(f"tree: {files} files, {size / 1e6:.0f} MB of file data, "
-         f"tar {os.path.getsize(tar) / 1e6:.0f} MB")
+    if args.rootfs:
+        note(f"image: {args.rootfs}")
+        subprocess.run(["tar", "--numeric-owner", "-C", args.rootfs, "-cf", tar, "."],
+                       check=True)
+        note(f"tar {os.path.getsize(tar) / 1e6:.0f} MB")
+    else:
+        note(f"making a ~{args.size_mb} MB tree from this machine's /usr ...")
+        size, files = make_tree(f"{base}/tree", args.size_mb * 1000 * 1000)
+        subprocess.run(["tar", "--numeric-owner", "-C", f"{base}/tree", "-cf", tar, "."],
+                       check=True)
+        shutil.rmtree(f"{base}/tree")
+        note(f"tree: {files} files, {size / 1e6:.0f} MB of file data, "
+             f"tar {os.path.getsize(tar) / 1e6:.0f} MB")
 
     store = f"{base}/minibox"
     menv = {**os.environ, "MINIBOX_DATA_ROOT": store}
