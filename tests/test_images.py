@@ -469,7 +469,9 @@ def test_rmi_keeps_shared_layers_and_multi_name_rules(data_root, bb):
     # The base layer stays: the child image stands on it.
     child = st.image("child")
     assert all(os.path.isdir(d) for d in child.layer_dirs())
-    assert "from-cmd" in ok(mb(data_root, "run", "child"))
+    # It runs on both layers, with the command it was committed with (touch /f).
+    assert ok(mb(data_root, "run", "child")) == ""
+    assert ok(mb(data_root, "run", "child", "ls", "/f")) == "/f\n"
     assert "No such image" in one_line_error(mb(data_root, "rmi", "nope"), 1)
     ok(mb(data_root, "rmi", "child"))
     assert os.listdir(st.layers_dir) == []
@@ -600,6 +602,27 @@ def test_commit_a_running_container(data_root, bb):
         assert ok(mb(data_root, "run", "live:1", "cat", "/state")) == "live\n"
     finally:
         ok(mb(data_root, "rm", "-f", cid))
+
+
+def test_commit_keeps_the_containers_command_and_env(data_root, bb):
+    """As docker commit: the new image's Cmd and Env are the container's (-e included),
+    without the HOSTNAME/HOME/TERM minibox sets per container; --entrypoint stays split."""
+    ok(mb(data_root, "create", "--name", "ce", "-e", "GREETING=hi", "-w", "/tmp",
+          "--entrypoint", "/bin/sh", bb, "-c", "echo $GREETING from $(pwd)"))
+    try:
+        ok(mb(data_root, "start", "ce"))
+        assert ok(mb(data_root, "wait", "ce")).strip() == "0"
+        ok(mb(data_root, "commit", "ce", "ce:1"))
+        cfg = Store(data_root).image("ce:1").config["config"]
+        assert cfg["Entrypoint"] == ["/bin/sh"]
+        assert cfg["Cmd"] == ["-c", "echo $GREETING from $(pwd)"]
+        assert "GREETING=hi" in cfg["Env"]
+        assert not [e for e in cfg["Env"] if e.startswith(("HOSTNAME=", "TERM="))]
+        assert cfg["WorkingDir"] == "/tmp"
+        # Run with no command: the committed one runs, in the committed environment.
+        assert ok(mb(data_root, "run", "--rm", "ce:1")) == "hi from /tmp\n"
+    finally:
+        ok(mb(data_root, "rm", "-f", "ce"))
 
 
 def test_progress_only_on_a_terminal(data_root, tmp_path):

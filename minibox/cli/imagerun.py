@@ -118,6 +118,8 @@ def image_spec(opts: Options, cid: str) -> ImageSpec:
     spec["process"]["env"] = env
     spec["annotations"].update({
         "minibox.image": img.id,
+        # How many of args are the Entrypoint: commit splits them back as docker does.
+        "minibox.entrypointLen": str(len(entrypoint)),
         "minibox.imageRef": opts.rootfs,
         "minibox.layers": ",".join(img.diff_ids),
         "minibox.rwdir": rwdir,

@@ -574,6 +574,25 @@ def _image_container(ref: str, verb: str) -> tuple[str, dict, dict, str]:
     return cid, state, spec, rwdir
 
 
+def _container_config(image_cfg: dict, spec: dict) -> dict:
+    """docker commit keeps the container's own configuration, not its image's: the command
+    it was run with (split back into Entrypoint and Cmd), its environment (-e values too)
+    and its working directory (docker-commit(1); the image spec's config fields)."""
+    cfg = dict(image_cfg)
+    proc = spec["process"]
+    args = list(proc.get("args") or [])
+    n = int(spec["annotations"].get("minibox.entrypointLen", len(cfg.get("Entrypoint") or [])))
+    cfg["Entrypoint"] = args[:n] or None
+    cfg["Cmd"] = args[n:] or None
+    # minibox adds these per container at run time; docker keeps them out of the config.
+    ours = {"HOSTNAME", "HOME", "TERM"} - {e.split("=", 1)[0] for e in cfg.get("Env") or []}
+    env = [e for e in proc.get("env") or [] if e.split("=", 1)[0] not in ours]
+    cfg["Env"] = env or None
+    if proc.get("cwd") and (proc["cwd"] != "/" or cfg.get("WorkingDir")):
+        cfg["WorkingDir"] = proc["cwd"]
+    return {k: v for k, v in cfg.items() if v is not None}
+
+
 def commit(argv: list[str]) -> int:
     from minibox.image import changes
     from minibox.image import store as S
@@ -604,7 +623,8 @@ def commit(argv: list[str]) -> int:
     except MiniboxError:
         raise MiniboxError(f"commit: the image container {o.container} was made from is no "
                            "longer in the store") from None
-    cfg_obj = changes.apply(dict(base.config.get("config") or {}), o.change)
+    cfg_obj = changes.apply(_container_config(base.config.get("config") or {}, spec),
+                            o.change)
     from minibox.cli.progress import Progress
 
     upper = os.path.join(rwdir, "upper")
