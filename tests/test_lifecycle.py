@@ -890,7 +890,11 @@ def test_ps_is_honest_while_a_killed_clis_container_is_still_being_made(box, roo
     container. While it does (held with SIGSTOP, as a slow machine would), ps must not
     call the container exited, for it runs a moment later."""
     seen: dict[str, tuple[str | None, str | None, int]] = {}
-    for name in ("slow0", "slow1"):
+    # The maker may finish before it is caught (it takes milliseconds): try up to six
+    # containers until two were caught while being made.
+    for name in (f"slow{i}" for i in range(6)):
+        if sum(1 for _d, _a, c in seen.values() if c > 0) >= 2:
+            break
         before = set(box.dirs())
         tail = " ".join(box.argv("run", "-d", "--name", name, rootfs, "sleep", "1000")[1:])
 
@@ -912,7 +916,8 @@ def test_ps_is_honest_while_a_killed_clis_container_is_still_being_made(box, roo
                 os.kill(p, signal.SIGCONT)
         after = wait_until(lambda n=name: _settled(box, n), 15, f"{name} settled")
         seen[name] = (during, after, len(creators))
-    assert all(c > 0 for _d, _a, c in seen.values()), f"no creator caught: {seen}"
+    assert sum(1 for _d, _a, c in seen.values() if c > 0) >= 2, \
+        f"fewer than two creators caught in six tries: {seen}"
     assert not [n for n, (d, a, _c) in seen.items() if d == "exited" and a == "running"], \
         f"ps said exited while the container was being made, then running: {seen}"
     assert _honest(box, list(seen)) == []
