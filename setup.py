@@ -24,5 +24,5 @@ class BuildExtAndMonitor(build_ext):
                                           extra_preargs=extra)
 
 
-setup(cffi_modules=["csrc/build_native.py:ffibuilder"],
+setup(cffi_modules=["csrc/build_native.py:ffibuilder", "csrc/build_nft.py:ffibuilder"],
       cmdclass={"build_ext": BuildExtAndMonitor})

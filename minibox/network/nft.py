@@ -19,27 +19,25 @@ _lib = None
 def _context() -> tuple[object, object]:
     global _ctx, _lib
     if _ctx is None:
-        import ctypes
-
         try:
-            lib = ctypes.CDLL("libnftables.so.1")
-        except OSError:
+            from minibox._nft import ffi, lib  # csrc/build_nft.py
+        except ImportError:
             raise MiniboxError("published ports need libnftables (apt-get install "
-                               "libnftables1)") from None
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint]
-        for name in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
-            getattr(lib, name).argtypes = [ctypes.c_void_p]
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
-        ctx = lib.nft_ctx_new(0)
+                               "libnftables1, then bash .ci/setup)") from None
+        ctx = lib.nft_ctx_new(lib.NFT_CTX_DEFAULT)
+        if ctx == ffi.NULL:
+            raise MiniboxError("libnftables could not make a context (out of memory?)")
+        # Keep nft's messages instead of printing them: errors become one clear line.
         lib.nft_ctx_buffer_output(ctx)
         lib.nft_ctx_buffer_error(ctx)
         _ctx, _lib = ctx, lib
     return _ctx, _lib
+
+
+def _text(ptr: object) -> str:
+    from minibox._nft import ffi
+
+    return "" if ptr == ffi.NULL else ffi.string(ptr).decode(errors="replace")
 
 
 def run(commands: list[str], why: str, missing_ok: bool = False) -> bool:
@@ -49,7 +47,7 @@ def run(commands: list[str], why: str, missing_ok: bool = False) -> bool:
     rc = lib.nft_run_cmd_from_buffer(ctx, text.encode())
     shown = "\n          ".join(commands)
     if rc != 0:
-        err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace").strip()
+        err = _text(lib.nft_ctx_get_error_buffer(ctx)).strip()
         if missing_ok and "No such file or directory" in err:
             return False
         explain.step(f"nft {shown}", f"-1 ({err.splitlines()[0] if err else 'error'})",
