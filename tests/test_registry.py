@@ -211,6 +211,14 @@ def test_login_push_logout_pull_over_tls(box: Callable[[str], Box], secure: Regi
     assert a.ok("logout", host) == f"Not logged in to {host}\n"
     # Another client without credentials is refused; with them it pulls.
     assert b.fails("pull", name).startswith(f"minibox: pull access denied for {name}")
+    # The global --config (docker's) names the config directory, over MINIBOX_CONFIG.
+    other = b.config.parent / "other-config"
+    (other / "certs.d" / host).mkdir(parents=True)
+    shutil.copy(secure.ca, other / "certs.d" / host / "ca.crt")
+    b.ok("--config", other, "login", "-u", USER, "--password-stdin", host,
+         input=PASSWORD + "\n")
+    assert host in json.loads((other / "config.json").read_text())["auths"]
+    assert not (b.config / "config.json").exists()
     b.ok("login", "-u", USER, "--password-stdin", host, input=PASSWORD + "\n")
     assert "Pull complete" in b.ok("pull", name)
     assert b("run", "--rm", name, "true").returncode == 0

@@ -47,12 +47,13 @@ VERBS = {
     "_finish": ("lifecycle", "finish"),
 }
 
-USAGE = """usage: minibox [--root DIR] [--data-root DIR] VERB [OPTIONS] ...
+USAGE = """usage: minibox [--root DIR] [--data-root DIR] [--config DIR] VERB [OPTIONS] ...
 
 A container runtime that shows every kernel step it takes (add --explain).
 
   --root DIR  where container state lives (default /run/minibox, as runc's --root)
   --data-root DIR  where images live (default /var/lib/minibox; or MINIBOX_DATA_ROOT)
+  --config DIR  registry credentials and certs.d (default ~/.minibox; or MINIBOX_CONFIG)
 
 containers:
   run       run a command in a new container:  minibox run [OPTIONS] IMAGE|ROOTFS [CMD...]
@@ -112,7 +113,7 @@ def store():  # noqa: ANN201 - imported lazily on purpose
 def main(argv: list[str] | None = None) -> int:
     global ROOT
     args = sys.argv[1:] if argv is None else argv
-    while args and args[0].startswith(("--root", "--data-root")):
+    while args and args[0].startswith(("--root", "--data-root", "--config")):
         if args[0] == "--root" and len(args) > 1:
             ROOT, args = os.path.abspath(args[1]), args[2:]
         elif args[0].startswith("--root="):
@@ -121,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["MINIBOX_DATA_ROOT"], args = os.path.abspath(args[1]), args[2:]
         elif args[0].startswith("--data-root="):
             os.environ["MINIBOX_DATA_ROOT"], args = os.path.abspath(args[0][12:]), args[1:]
+        elif args[0] == "--config" and len(args) > 1:
+            # docker's --config: where credentials (config.json) and certs.d live.
+            os.environ["MINIBOX_CONFIG"], args = os.path.abspath(args[1]), args[2:]
+        elif args[0].startswith("--config="):
+            os.environ["MINIBOX_CONFIG"], args = os.path.abspath(args[0][9:]), args[1:]
         else:
             sys.stderr.write(f"minibox: flag needs an argument: {args[0]}\n")
             return 125
