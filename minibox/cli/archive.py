@@ -16,15 +16,7 @@ import time
 from typing import Any
 
 from minibox.cli.flags import FlagParser
-
-
-def human_size(n: float) -> str:
-    """docker's units.HumanSize: decimal units, three significant digits ("2.14MB")."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+from minibox.cli.units import human_size
 
 
 class Progress:

@@ -15,13 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1000
-    return f"{n:.1f}GB"
+from minibox.cli.units import bar, bar_size
 
 
 class Bars:
@@ -83,12 +77,9 @@ class Bars:
                 text = final
             else:
                 rate = done / max(now - start, 1e-3)
-                bar = ""
-                if total:
-                    k = min(30, int(30 * done / total))
-                    bar = "[" + "=" * max(0, k - 1) + ">" + " " * (30 - k) + "] "
-                amount = f"{_human(done)}/{_human(total)}" if total else _human(done)
-                text = f"{self.label} {bar}{amount} {_human(rate)}/s"
+                drawn = bar(done, total) + " " if total else ""
+                amount = f"{bar_size(done)}/{bar_size(total)}" if total else bar_size(done)
+                text = f"{self.label} {drawn}{amount} {bar_size(rate)}/s"
             out.append(f"\r{short}: {text}\x1b[K\n")
         self.drawn = len(self.rows)
         sys.stderr.write("".join(out))

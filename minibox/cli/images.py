@@ -9,6 +9,7 @@ import time
 
 from minibox.cli.flags import FlagParser
 from minibox.cli.main import die_unless_root
+from minibox.cli.units import human_duration, human_size
 from minibox.errors import MiniboxError
 from minibox.image.store import Image, Store
 
@@ -51,17 +52,7 @@ def layers_in_use() -> set[str]:
     return out
 
 
-# -- formatting, as docker's go-units prints it ------------------------------------------
-
-def human_size(n: float) -> str:
-    """Decimal units, three significant digits (go-units HumanSizeWithPrecision)."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB")
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.3g}{units[i]}"
-
+# -- formatting (sizes and durations: cli/units.py) ------------------------------------
 
 def parse_time(text: str) -> float:
     """RFC 3339 (nanoseconds allowed) -> seconds since the epoch; 0 when absent."""
@@ -79,34 +70,6 @@ def parse_time(text: str) -> float:
         return datetime.fromisoformat(t).timestamp()
     except ValueError:
         return 0.0
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration: "About a minute", "3 hours", "2 weeks"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def since(created: str) -> str:

@@ -10,13 +10,7 @@ import os
 import sys
 import time
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1000
-    return f"{n}"
+from minibox.cli.units import bar, bar_size
 
 
 class Progress:
@@ -39,12 +33,10 @@ class Progress:
             return
         self.shown = t
         if self.total:
-            width = 30
-            k = min(width, int(width * self.count / self.total))
-            bar = "[" + "=" * max(0, k - 1) + ">" + " " * (width - k) + "]"
-            text = f"{self.label} {bar} {_human(self.count)}/{_human(self.total)}"
+            text = (f"{self.label} {bar(self.count, self.total)} "
+                    f"{bar_size(self.count)}/{bar_size(self.total)}")
         else:
-            text = f"{self.label} {_human(self.count)}"
+            text = f"{self.label} {bar_size(self.count)}"
         sys.stderr.write("\r" + text + "\x1b[K")
         sys.stderr.flush()
 

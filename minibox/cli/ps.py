@@ -7,6 +7,7 @@ import time
 
 from minibox.cli.flags import FlagParser
 from minibox.cli.main import store
+from minibox.cli.units import human_duration as human
 from minibox.errors import MiniboxError
 
 STATUS = {"created": "created", "running": "running", "paused": "paused",
@@ -22,28 +23,6 @@ def _seconds(stamp: str | None) -> float:
     base, _, frac = stamp.rstrip("Z").partition(".")
     t = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
     return t + float("0." + (frac or "0"))
-
-
-def human(delta: float) -> str:
-    """docker's units.HumanDuration."""
-    s = int(delta)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    return f"{h // 24} days"
 
 
 def status_text(st: dict, now: float) -> str:
