@@ -624,6 +624,30 @@ _SUITE_GROUP = f"/minibox-suite-{os.getpid()}"
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _default_bridge() -> Iterator[None]:
+    """minibox keeps its default bridge once made, as docker keeps docker0, so the
+    per-test checks allow it; but the suite leaves the host as it found it: a bridge
+    (and its network's bookkeeping) that the suite made goes when the suite ends."""
+    had_link = DEFAULT_BRIDGE in net_links()
+    had_dirs = {p for p in ("bridge", "ports", "lock") if (NET_ROOT / p).exists()}
+    had_root = NET_ROOT.exists()
+    yield
+    if not had_link and DEFAULT_BRIDGE in net_links():
+        subprocess.run(["ip", "link", "del", DEFAULT_BRIDGE], check=False)
+    import shutil
+
+    for p in ("bridge", "ports", "lock"):
+        if p not in had_dirs and not any((NET_ROOT / p / "leases").glob("*")):
+            path = NET_ROOT / p
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink()
+    if not had_root and NET_ROOT.is_dir() and not any(NET_ROOT.iterdir()):
+        NET_ROOT.rmdir()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _suite_cgroup() -> Iterator[None]:
     """Run the suite in a cgroup of its own in every v1 hierarchy.
 
