@@ -137,9 +137,12 @@ def test_push_pull_run_search_tags(box: Callable[[str], Box], registry: Registry
     out = b.ok("pull", name)
     assert ": Pull complete" in out and f"Digest: {digest}" in out
     assert out.splitlines()[-1] == name
+    # Pull fetched and verified; the layer is unpacked by the image's first run.
+    assert unpacked(b) == []
     run = b("run", "--rm", name, "echo", "pulled and running")
     assert run.returncode == 0, run.stderr
     assert run.stdout == "pulled and running\n"
+    assert len(unpacked(b)) == 1
     # Again: nothing is fetched twice.
     out = b.ok("pull", name)
     assert ": Already exists" in out and f"Status: Image is up to date for {name}" in out
@@ -307,6 +310,57 @@ def test_minibox_pushed_image_read_by_skopeo(box: Callable[[str], Box], registry
 
 
 # -- faults -----------------------------------------------------------------------------------
+
+def unpacked(b: Box) -> list[str]:
+    """The layer directories of a store (layers/HEX; layers/HEX.json are their records)."""
+    layers = b.data / "layers"
+    return sorted(p.name for p in layers.iterdir() if p.is_dir()) if layers.exists() else []
+
+
+def test_layer_not_matching_its_diff_id_refused_at_first_run(
+        box: Callable[[str], Box], registry: Registryd) -> None:
+    """A config whose diff_id does not match its layer: the blobs are what the manifest
+    says, so pull stores them; the first run unpacks, finds the tar's sha256 is another,
+    and refuses in one line, leaving no layer behind."""
+    import hashlib
+    import urllib.request
+
+    a, b = box("a"), box("b")
+    name = busybox(a, f"{registry.host}/lying:1")
+    a.ok("push", name)
+    base = f"http://{registry.host}/v2/lying"
+    media = "application/vnd.oci.image.manifest.v1+json"
+    manifest = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"{base}/manifests/1", headers={"Accept": media})).read())
+    config = json.loads(urllib.request.urlopen(
+        f"{base}/blobs/{manifest['config']['digest']}").read())
+    real = config["rootfs"]["diff_ids"][0]
+    config["rootfs"]["diff_ids"][0] = "sha256:" + hashlib.sha256(b"another tar").hexdigest()
+    body = json.dumps(config).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    # distribution-spec "Pushing a blob monolithically": POST for a session, then PUT.
+    post = urllib.request.urlopen(urllib.request.Request(f"{base}/blobs/uploads/",
+                                                         method="POST", data=b""))
+    where = post.headers["Location"]
+    where = where if where.startswith("http") else f"http://{registry.host}{where}"
+    sep = "&" if "?" in where else "?"
+    put = urllib.request.Request(f"{where}{sep}digest={digest}", data=body, method="PUT",
+                                 headers={"Content-Type": "application/octet-stream"})
+    assert urllib.request.urlopen(put).status == 201
+    manifest["config"].update(digest=digest, size=len(body))
+    put = urllib.request.Request(f"{base}/manifests/2", data=json.dumps(manifest).encode(),
+                                 method="PUT", headers={"Content-Type": media})
+    assert urllib.request.urlopen(put).status == 201
+    lying = f"{registry.host}/lying:2"
+    assert "Pull complete" in b.ok("pull", lying)
+    err = b.fails("run", "--rm", lying, "true")
+    layer = manifest["layers"][0]["digest"]
+    assert err == (f"minibox: layer {layer}: its content is {real}, but the image config "
+                   f"says {config['rootfs']['diff_ids'][0]}; refused")
+    assert unpacked(b) == [] and not list((b.data / "tmp").iterdir())
+    assert not (b.data / "containers").exists() or not list((b.data / "containers").iterdir())
+    b.ok("rmi", lying)
+
 
 def test_corrupt_blob_rejected(box: Callable[[str], Box], registry: Registryd) -> None:
     a, b = box("a"), box("b")
@@ -529,6 +583,6 @@ def test_progress_bars_on_a_terminal(box: Callable[[str], Box], registry: Regist
                           stdin=subprocess.DEVNULL)
     out = proc.stdout.decode()
     assert proc.returncode == 0, out
-    assert "Downloading [" in out and "Extracting" in out and "\x1b[1A" in out
+    assert "Downloading [" in out and "Download complete" in out and "\x1b[1A" in out
     assert ": Pull complete\x1b[K" in out
     assert "\x1b[" not in b.ok("pull", name)  # not a terminal: no escapes

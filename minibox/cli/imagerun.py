@@ -98,10 +98,8 @@ def image_spec(opts: Options, cid: str) -> ImageSpec:
                            f"Cmd (give one: minibox run {opts.rootfs} CMD [ARG...])")
     rwdir = os.path.join(root, "containers", cid)
     dirs = img.layer_dirs()
-    for d in dirs:
-        if not os.path.isdir(d):
-            raise MiniboxError(f"image {opts.rootfs} is damaged: layer {d} is missing "
-                               "(remove it with rmi and load it again)")
+    if not all(os.path.isdir(d) for d in dirs):
+        dirs = _unpack(root, opts.rootfs)
     data = (f"lowerdir={':'.join(reversed(dirs))},upperdir={rwdir}/upper,"
             f"workdir={rwdir}/work")
     if len(data) >= _PAGE:
@@ -127,6 +125,20 @@ def image_spec(opts: Options, cid: str) -> ImageSpec:
     })
     return ImageSpec(spec, _passwd_layer(dirs), cfg.get("User") or "",
                      cfg.get("WorkingDir") or "")
+
+
+def _unpack(root: str, name: str) -> list[str]:
+    """The first run of a pulled image unpacks its layers (pull only fetched and
+    verified the blobs); on a terminal it says so, as this can take seconds."""
+    from minibox.image.store import Store
+
+    img = Store(root).image(name)
+    tell = None
+    if os.isatty(2) and not os.environ.get("MINIBOX_NO_PROGRESS"):
+        def tell(blob: str) -> None:
+            os.write(2, f"{blob.split(':')[-1][:12]}: Extracting (the first run of "
+                        f"{name} unpacks it)\n".encode())
+    return img.unpack(tell)
 
 
 def _passwd_layer(dirs: list[str]) -> str:

@@ -312,8 +312,10 @@ def _tree(imgs: list[Image], st: Store) -> int:
     layers up to it) and its tags."""
     children: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
     ends: dict[tuple[str, ...], list[Image]] = {}
+    sizes: dict[str, int] = {}
     for img in imgs:
         chain = tuple(img.diff_ids)
+        sizes.update(zip(chain, img.layer_sizes(), strict=False))
         ends.setdefault(chain, []).append(img)
         for k in range(1, len(chain) + 1):
             node, parent = chain[:k], chain[:k - 1]
@@ -322,7 +324,7 @@ def _tree(imgs: list[Image], st: Store) -> int:
                 kids.append(node)
 
     def label(node: tuple[str, ...]) -> str:
-        size = human_size(sum(st.layer_size(d) for d in node))
+        size = human_size(sum(sizes.get(d, 0) for d in node))
         here = ends.get(node, [])
         if not here:
             return f"<layer {node[-1][7:19]}> Virtual Size: {size}"
@@ -399,12 +401,12 @@ def history(argv: list[str]) -> int:
     hist = list(img.config.get("history") or [])
     if not hist:
         hist = [{"created": img.created, "created_by": ""} for _ in img.diff_ids]
-    layer_ids = list(img.diff_ids)
+    layer_sizes = img.layer_sizes()
     rows = []
     for h in hist:
         size = 0
-        if not h.get("empty_layer") and layer_ids:
-            size = st.layer_size(layer_ids.pop(0))
+        if not h.get("empty_layer") and layer_sizes:
+            size = layer_sizes.pop(0)
         rows.append((h, size))
     rows.reverse()
     out = []

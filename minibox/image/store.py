@@ -5,7 +5,10 @@ On disk, under the data root (default /var/lib/minibox, `--data-root` to change)
     blobs/sha256/HEX      every blob by the sha256 of its bytes: layer tarballs (as
                           received), configs, manifests (image-spec descriptor.md)
     layers/HEX/           each layer unpacked once, named by its diff_id: an overlayfs
-                          lowerdir, shared by every image that has the layer
+                          lowerdir, shared by every image that has the layer (import,
+                          load and commit unpack at once; a pulled image's layers are
+                          unpacked by its first run, so pull does what `skopeo copy`
+                          to an oci: layout does: fetch and verify)
     layers/HEX.json       what the layer came from and how big it is uncompressed
     images/HEX.json       one record per image (HEX = manifest digest): when it was
                           added, its parent (for commit), so untagged images are known
@@ -29,7 +32,7 @@ from minibox.jsonread import load_file, loads
 
 TYPE_CHECKING = False  # typing (and the re it imports) costs ms on the run path
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import IO
 
 
@@ -95,9 +98,33 @@ class Image:
         """The unpacked layers, lowest first (overlayfs wants them highest first)."""
         return [self.store.layer_dir(d) for d in self.diff_ids]
 
+    def layer_sizes(self) -> list[int]:
+        """Per layer, lowest first: its uncompressed size once unpacked; before that (a
+        pulled image not run yet) its blob's size, the only size known without
+        unpacking, as docker's containerd store shows content size."""
+        return [self.store.layer_size(d, size)
+                for (_blob, _mt, size), d in zip(self.layers, self.diff_ids, strict=False)]
+
     def size(self) -> int:
-        """Uncompressed size of all layers, as docker's SIZE column counts it."""
-        return sum(self.store.layer_size(d) for d in self.diff_ids)
+        """Size of all layers, as docker's SIZE column counts it (see layer_sizes)."""
+        return sum(self.layer_sizes())
+
+    def unpack(self, progress: Callable[[str], None] | None = None) -> list[str]:
+        """Unpack the layers not unpacked yet (pull only fetches; the first run of the
+        image unpacks) and return the layer dirs. `progress(blob digest)` is told of
+        each layer before it is unpacked."""
+        for (blob, media_type, _size), diff_id in zip(self.layers, self.diff_ids,
+                                                      strict=True):
+            if self.store.has_layer(diff_id):
+                continue
+            if not self.store.has_blob(blob):
+                raise MiniboxError(f"image {self.short_id} is damaged: layer {blob} is "
+                                   "neither unpacked nor in the store (remove the image with "
+                                   "rmi and pull or load it again)")
+            if progress:
+                progress(blob)
+            self.store.ensure_layer(blob, diff_id, media_type)
+        return self.layer_dirs()
 
     @property
     def created(self) -> str:
@@ -216,7 +243,10 @@ class Store:
         except (OSError, MiniboxError):
             return {}
 
-    def layer_size(self, diff_id: str) -> int:
+    def layer_size(self, diff_id: str, default: int = 0) -> int:
+        """The unpacked size of a layer; `default` when it is not unpacked (yet)."""
+        if not self.has_layer(diff_id):
+            return default
         return int(self.layer_info(diff_id).get("size", 0))
 
     def ensure_layer(self, blob_digest: str, diff_id: str, media_type: str | None = None,
@@ -337,12 +367,13 @@ class Store:
             return {}
 
     def add_image(self, manifest_bytes: bytes, ref: str | None = None, *,
-                  parent: str = "", progress: object = None) -> str:
+                  parent: str = "", progress: object = None, unpack: bool = True) -> str:
         """Record an image whose config and layer blobs are in the store already.
 
         The manifest is stored byte for byte (its digest is its identity); missing
-        layers are unpacked; then `ref` (if any) is pointed at it. Returns the manifest
-        digest.
+        layers are unpacked (unless `unpack` is false: pull leaves that to the image's
+        first run, Image.unpack); then `ref` (if any) is pointed at it. Returns the
+        manifest digest.
         """
         manifest = loads(manifest_bytes, "image manifest")
         if not isinstance(manifest, dict):
@@ -371,7 +402,8 @@ class Store:
         if ref is not None:
             ref = str(reference.parse(ref))
         for desc, diff_id in zip(layers, diff_ids, strict=True):
-            self.ensure_layer(desc["digest"], diff_id, desc.get("mediaType"), progress)
+            if unpack:
+                self.ensure_layer(desc["digest"], diff_id, desc.get("mediaType"), progress)
         digest = self.put_blob(manifest_bytes, media_type=mt or OCI_MANIFEST)
         with self.locked():
             path = self._record_path(digest)

@@ -84,6 +84,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _unverified() -> ssl.SSLContext:
+    """A TLS client context that checks nothing (no hostname, no chain)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class Registry:
     """A registry at HOST[:PORT]: TLS (verified with certs.d), credentials, retries.
 
@@ -106,18 +114,44 @@ class Registry:
         self._local = threading.local()
         self._conns: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self._ping_lock = threading.Lock()
 
     # -- connections ------------------------------------------------------------------
 
     def _context(self) -> ssl.SSLContext:
+        if self.insecure:  # --tls-verify=false, or listed in insecure-registries
+            return _unverified()  # no CA bundle to load (about 20 ms) for no checks
         ctx = ssl.create_default_context()
         ca = config.ca_file(self.host)
         if ca:
             ctx.load_verify_locations(cafile=ca)
-        if self.insecure:  # --tls-verify=false, or listed in insecure-registries
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
         return ctx
+
+    def _speaks_tls(self) -> bool:
+        """Does HOST:PORT answer a TLS handshake? Asked before the first request to a
+        registry that may be plain HTTP (loopback), so that a plain one costs neither
+        the CA bundle nor a failed request. Only the handshake happens on this
+        connection, unverified, and it is closed: nothing is sent over it."""
+        parts = urllib.parse.urlsplit(f"//{self.host}")
+        try:
+            sock = socket.create_connection((parts.hostname, parts.port or 443), TIMEOUT)
+        except OSError:
+            return True  # the real request says what is wrong
+        try:
+            with _unverified().wrap_socket(sock, server_hostname=parts.hostname):
+                answer = "handshake completed"
+                return True
+        except ssl.SSLError as err:
+            answer = f"no TLS ({err.reason})"
+            return False
+        except OSError as err:
+            answer = f"failed ({_why_failed(err)})"
+            return True
+        finally:
+            sock.close()
+            explain.step(f"TLS handshake with {self.host}", answer, "does this loopback "
+                         "registry speak HTTPS or plain HTTP? (docker tries HTTPS first)",
+                         "RFC 8446")
 
     def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
         key = (scheme, netloc)
@@ -196,7 +230,9 @@ class Registry:
         """A request to this registry (`path` from /v2/, or an absolute upload URL), with
         the Authorization the last challenge asked for; one 401 is answered and retried."""
         if self.scheme is None:
-            self.ping()
+            with self._ping_lock:
+                if self.scheme is None:
+                    self._ping()
         url = path if "://" in path else self.url(path)
         for answered in (False, True):
             hdrs = dict(headers or {})
@@ -225,11 +261,22 @@ class Registry:
 
     def ping(self) -> Response:
         """GET /v2/: is this a registry, which scheme does it speak, which auth does it want
-        (distribution-spec "Determining support"; docker tries HTTPS first)."""
-        self.scheme = "https"
+        (distribution-spec "Determining support"; docker tries HTTPS first).
+
+        self.scheme is set only when the answer is in: threads pushing or pulling blobs
+        at once wait on the lock for one ping rather than racing to their own."""
+        with self._ping_lock:
+            resp = self._ping()
+            return resp
+
+    def _ping(self) -> Response:
+        scheme = "https"
         try:
-            resp = self.raw_request("GET", self.url("/v2/"), why="is this a v2 registry? "
-                                    "what authentication does it want?")
+            if self.plain_ok and not self.insecure and not self._speaks_tls():
+                raise ssl.SSLError("the registry answered the TLS handshake in plain HTTP")
+            resp = self.raw_request("GET", f"https://{self.host}/v2/",
+                                    why="is this a v2 registry? what authentication does "
+                                    "it want?")
         except ssl.SSLCertVerificationError as err:
             raise MiniboxError(
                 f"registry {self.host}: TLS certificate not trusted: {err.verify_message} "
@@ -242,9 +289,10 @@ class Registry:
                     "plain-HTTP registry use --tls-verify=false or list it in "
                     f"insecure-registries in {config.config_path()}") from None
             self._drop("https", self.host)
-            self.scheme = "http"
-            resp = self.raw_request("GET", self.url("/v2/"), why="the registry speaks plain "
-                                    "HTTP (allowed: loopback or insecure registry)")
+            scheme = "http"
+            resp = self.raw_request("GET", f"http://{self.host}/v2/", why="the registry "
+                                    "speaks plain HTTP (allowed: loopback or insecure "
+                                    "registry)")
         if resp.status == 401 and resp.header("WWW-Authenticate"):
             self.auth.challenge(resp.header("WWW-Authenticate") or "")
         elif resp.status != 200:
@@ -252,6 +300,7 @@ class Registry:
             raise MiniboxError(f"{self.host} is not a registry: GET /v2/ answered "
                                f"{resp.status} {resp.reason}")
         resp.read()
+        self.scheme = scheme
         return resp
 
     def check_login(self) -> None:

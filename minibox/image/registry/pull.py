@@ -11,7 +11,10 @@ The steps (distribution-spec v1.1 "Pull"; image-spec v1.1 manifest.md, image-ind
 3. The config and every layer the store does not hold yet: GET /v2/NAME/blobs/DIGEST,
    several at once, each hashed while it is written to the store's tmp/ and handed to the
    store only when its sha256 matches. Layers already present are not fetched.
-4. The store unpacks the new layers and tags the image.
+4. The store records the image and tags it. Layers are not unpacked here: the image's
+   first run does that (Image.unpack, which also checks each diff_id), so a pull is the
+   same work as `skopeo copy` into an oci: layout, and an image only pushed on, saved or
+   inspected is never unpacked at all.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def pull(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
 
     `progress(digest, size)` gives the callback that is told the bytes of that blob as
     they arrive (the CLI draws one bar per layer with it); `status(digest, text)` is told
-    what a layer is doing when no bytes show it ("Extracting")."""
+    what a layer is doing when no bytes show it ("Download complete")."""
     repo = ref.repository
     reference = ref.digest or ref.tag
     shown = str(ref)
@@ -156,23 +159,21 @@ def pull(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
         raise MiniboxError(f"{shown}: the config lists {len(diff_ids)} layers, the manifest "
                            f"{len(layers)}")
 
-    def layer(desc: dict, diff_id: str) -> None:
+    def layer(desc: dict) -> None:
         fetch(desc)
         if status:
-            status(desc["digest"], "Extracting")
-        # Unpacked right away, while the other layers are still downloading.
-        store.ensure_layer(desc["digest"], diff_id, desc.get("mediaType"))
+            status(desc["digest"], "Download complete")
 
     todo = []
-    for desc, diff_id in zip(layers, diff_ids, strict=True):
+    for desc in layers:
         short = desc["digest"].split(":")[-1][:12]
-        if store.has_blob(desc["digest"]) and store.has_layer(diff_id):
+        if store.has_blob(desc["digest"]):
             say(f"{short}: Already exists")
         else:
-            todo.append((desc, diff_id))
+            todo.append(desc)
     if todo:
         with ThreadPoolExecutor(max_workers=min(PARALLEL, len(todo))) as pool:
-            futures = [(desc, pool.submit(layer, desc, diff_id)) for desc, diff_id in todo]
+            futures = [(desc, pool.submit(layer, desc)) for desc in todo]
             error: BaseException | None = None
             for desc, fut in futures:
                 try:
@@ -189,7 +190,7 @@ def pull(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
             before = store.image(shown).manifest_digest
         except MiniboxError:
             before = None
-    store.add_image(body, None if ref.digest else shown)
+    store.add_image(body, None if ref.digest else shown, unpack=False)
     say(f"Digest: {top}")
     if before == digest:
         say(f"Status: Image is up to date for {shown}")

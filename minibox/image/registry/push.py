@@ -16,7 +16,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from minibox.errors import MiniboxError
 from minibox.image.registry.client import Registry, Response
@@ -67,6 +67,32 @@ class _Counting:
         self.f.seek(pos)
 
 
+class _Window:
+    """Bytes start..start+length of a blob file as a request body. http.client reads it
+    a block at a time (client.CHUNK) while the registry takes the bytes already sent, so
+    the file is never held in memory whole and reading overlaps sending."""
+
+    def __init__(self, f: BinaryIO, start: int, length: int,
+                 tick: Callable[[int], None] | None) -> None:
+        self.f, self.start, self.length, self.tick = f, start, length, tick
+        self.left = length
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        if self.tick:
+            self.tick(len(data))
+        return data
+
+    def seek(self, pos: int) -> None:
+        # Sent again after an auth challenge: from the window's start, ticks undone.
+        if self.tick and self.left != self.length:
+            self.tick(self.left - self.length)
+        self.f.seek(self.start + pos)
+        self.left = self.length - pos
+
+
 def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable,
            mount_from: list[str], tick: Callable[[int], None] | None = None) -> str:
     """Send one blob unless the registry has it; returns what happened, in docker's words."""
@@ -106,20 +132,18 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
                                {**octet, "Content-Length": str(size)}, body, scope=scope,
                                why="send the whole blob and close the upload", retry=False)
         else:
-            start = 0
-            while chunk := f.read(CHUNK):
-                hdrs = {**octet, "Content-Range": f"{start}-{start + len(chunk) - 1}"}
-                resp = reg.request("PATCH", location, hdrs, chunk, scope=scope,
-                                   why=f"send bytes {start}-{start + len(chunk) - 1}",
+            for start in range(0, size, CHUNK):
+                n = min(CHUNK, size - start)
+                hdrs = {**octet, "Content-Range": f"{start}-{start + n - 1}",
+                        "Content-Length": str(n)}
+                resp = reg.request("PATCH", location, hdrs, _Window(f, start, n, tick),
+                                   scope=scope, why=f"send bytes {start}-{start + n - 1}",
                                    retry=False)
                 if resp.status != 202:
                     raise MiniboxError(f"push to {reg.host}/{repo}: chunk of {digest} "
                                        f"refused: {resp.error_text()}")
                 resp.read()
                 location = _location(resp, resp.url)
-                start += len(chunk)
-                if tick:
-                    tick(len(chunk))
             resp = reg.request("PUT", _with_digest(location, digest), octet, b"",
                                scope=scope, why="close the upload: the registry checks the "
                                "digest", retry=False)
