@@ -22,12 +22,15 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import BinaryIO
 
 from minibox import explain
 from minibox.errors import MiniboxError
 from minibox.image.registry import auth as authmod
 from minibox.image.registry import config
+
+TYPE_CHECKING = False  # typing costs ms at import; the hints below are strings
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 SPEC = "distribution-spec v1.1"
 # Requests that failed on the wire (refused, reset, cut mid-answer) are tried this often.

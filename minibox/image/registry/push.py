@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, BinaryIO
 
 from minibox.errors import MiniboxError
 from minibox.image.registry.client import Registry, Response
 
-if TYPE_CHECKING:  # for the type hints only
+TYPE_CHECKING = False  # typing costs ms at import; the hints below are strings
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from minibox.image.reference import Ref
     from minibox.image.store import Store
 
@@ -188,8 +189,15 @@ def push(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
         return upload(reg, repo, d, size, store.open_blob, sorted(set(others.get(d, []))),
                       progress(d, size) if progress else None)
 
-    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        results = list(pool.map(one, blobs))
+    if len(blobs) == 1:
+        results = [one(blobs[0])]
+    else:
+        # Loaded only when there is more than one blob: concurrent.futures imports
+        # logging, several ms of a push's start.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            results = list(pool.map(one, blobs))
     for (d, _size), what in zip(blobs, results, strict=True):
         say(f"{d.split(':')[-1][:12]}: {what}")
     upload(reg, repo, img.config_digest, store.blob_size(img.config_digest), store.open_blob,
