@@ -615,6 +615,42 @@ def leaks_after(before: HostSnapshot, settle: float = SETTLE_SECONDS) -> list[st
         time.sleep(0.1)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Give a hybrid host the layout the labs and tests describe: every controller in a
+    v1 hierarchy of its own, none on the unified one, as a hybrid distribution's init
+    mounts them.
+
+    On a fresh machine of this kind nothing mounts hugetlb, so the kernel has bound it
+    to the unified hierarchy (and the first runtime to make a group there enables it in
+    the root's cgroup.subtree_control). Bind it to a v1 hierarchy at
+    /sys/fs/cgroup/hugetlb, once, before any test: a v1 hierarchy stays bound after
+    umount, so this is for good, like the v1 mounts minibox itself makes. Where a group
+    below the unified root still uses hugetlb, the kernel refuses and the host stays as
+    it is (the hugetlb labs then show why)."""
+    if os.geteuid() != 0:
+        return
+    unified = None
+    v1 = False
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, tail = line.partition(" - ")
+        fstype = tail.split(" ", 1)[0]
+        if fstype == "cgroup2" and unified is None:
+            unified = fields.split(" ")[4]
+        v1 = v1 or fstype == "cgroup"
+    if not unified or not v1:
+        return  # pure v1 or pure v2: nothing to move
+    try:
+        if "hugetlb" not in Path(f"{unified}/cgroup.controllers").read_text().split():
+            return
+        if "hugetlb" in Path(f"{unified}/cgroup.subtree_control").read_text().split():
+            Path(f"{unified}/cgroup.subtree_control").write_text("-hugetlb")
+    except OSError:
+        return
+    os.makedirs("/sys/fs/cgroup/hugetlb", exist_ok=True)
+    subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb,nosuid,nodev,noexec", "hugetlb",
+                    "/sys/fs/cgroup/hugetlb"], check=False, capture_output=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
     _OUR_DIRS.append(str(tmp_path_factory.getbasetemp()))

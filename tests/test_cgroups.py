@@ -561,10 +561,15 @@ def test_unmounted_net_cls_net_prio_are_mounted_and_explained(minibox, rootfs, t
     cidfile = tmp_path / "cid"
     r = _in_fresh_mount_ns(("net_cls", "net_prio"), "--explain", "--net-cls-classid",
                            "0x100001", "--net-prio", "lo=5", "--cidfile", cidfile, rootfs,
-                           "cat", "/proc/self/cgroup")
+                           "sh", "-c", "cat /proc/self/cgroup /sys/fs/cgroup/net_cls/"
+                           "net_cls.classid; grep '^lo ' /sys/fs/cgroup/net_prio/"
+                           "net_prio.ifpriomap")
     assert r.returncode == 0, r.stderr
     for ctrl in ("net_cls", "net_prio"):
         _assert_mounted_and_used(ctrl, cidfile.read_text(), r)
+    # Mounted before the container's mount namespace was copied: inside, the first
+    # container already sees the hierarchies and its own values.
+    assert r.stdout.splitlines()[-2:] == [str(0x100001), "lo 5"], r.stdout
     assert_group_gone(cidfile.read_text())
 
 

@@ -111,15 +111,20 @@ class Group:
                                    "weight file (it needs the BFQ I/O scheduler); run without "
                                    "--blkio-weight")
 
-    def _mount_missing(self, res: dict) -> None:
-        """Mount a v1 controller the host left unmounted, as a distribution would."""
-        from minibox.kernel import mounts
+    def mount_missing(self, res: dict) -> None:
+        """Mount a v1 controller the host left unmounted, as a distribution would.
 
+        Called before the container's init is cloned (runtime/process.py): its mount
+        namespace is a copy of ours, so a hierarchy mounted later would be missing from
+        the container's /sys/fs/cgroup the first time."""
+        mounted = False
         for ctrl in OPTIONAL:
             if not needs(ctrl, res) or self.layout.where(ctrl):
                 continue
             if self.layout.kind == "v2" or ctrl not in self.layout.known:
                 continue
+            from minibox.kernel import mounts
+
             target = f"/sys/fs/cgroup/{ctrl}"
             os.makedirs(target, exist_ok=True)
             try:
@@ -133,11 +138,13 @@ class Group:
                 raise MiniboxError(f"cannot mount the {ctrl} cgroup controller at {target}: "
                                    f"{err.strerror} (is it bound to cgroup v2?)") from None
             self.layout.v1[ctrl] = target
-        self._locate()
+            mounted = True
+        if mounted:
+            self._locate()
 
     def create(self, res: dict) -> None:
         """Make the group in every hierarchy and write the limits; undone on failure."""
-        self._mount_missing(res)
+        self.mount_missing(res)  # done already by spawn; a no-op then
         try:
             for ctrl, d in self.v1_dirs.items():
                 self._mkdirs(d, ctrl)

@@ -52,6 +52,10 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
     else:
         go_r, go_w = os.pipe()
         go = init.Go(fd=go_r)
+    if group is not None:
+        # Before the clone: a v1 hierarchy minibox has to mount for this container must
+        # be in the mount namespace the child copies, or /sys/fs/cgroup inside lacks it.
+        group.mount_missing(resources or {})  # type: ignore[attr-defined]
     # The cgroup namespace is unshared by the child after it has joined its group, so
     # that the group is its root "/" (runc does the same; cgroup_namespaces(7)).
     pid = namespaces.clone([ns for ns in namespaces_of(spec) if ns != "cgroup"])
