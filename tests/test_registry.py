@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -225,6 +226,50 @@ def test_login_push_logout_pull_over_tls(box: Callable[[str], Box], secure: Regi
     b.ok("login", "-u", USER, "--password-stdin", host, input=PASSWORD + "\n")
     assert "Pull complete" in b.ok("pull", name)
     assert b("run", "--rm", name, "true").returncode == 0
+
+
+def test_login_prompts_on_a_terminal(box: Callable[[str], Box], secure: Registryd) -> None:
+    """Without -u or --password-stdin, on a terminal, login asks as docker does: the user
+    name echoed, the password not."""
+    import pty
+    import select
+
+    a = box("a")
+    a.trust(secure)
+
+    def converse(answers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execve(str(MINIBOX), [str(MINIBOX), "login", secure.host], a.env)
+        seen = b""
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                if answers and seen.endswith(answers[0][0]):
+                    os.write(fd, answers.pop(0)[1])
+                if not select.select([fd], [], [], 1)[0]:
+                    continue
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:  # EIO: the other side closed
+                    break
+                if not data:
+                    break
+                seen += data
+        finally:
+            os.close(fd)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), seen.replace(b"\r\n", b"\n")
+
+    code, seen = converse([(b"Username: ", USER.encode() + b"\n"),
+                           (b"Password: ", PASSWORD.encode() + b"\n")])
+    assert code == 0, seen
+    assert seen == f"Username: {USER}\nPassword: \nLogin Succeeded\n".encode(), seen
+    assert PASSWORD.encode() not in seen  # not echoed
+    assert secure.host in json.loads((a.config / "config.json").read_text())["auths"]
+    code, seen = converse([(b"Username: ", USER.encode() + b"\n"),
+                           (b"Password: ", b"wrong\n")])
+    assert code == 125 and seen.endswith(b"(wrong user name or password?)\n"), seen
 
 
 def test_bearer_token_auth(box: Callable[[str], Box], tmp_path: Path) -> None:
