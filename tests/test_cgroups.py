@@ -7,7 +7,7 @@ must do instead (e.g. v2 refuses --net-cls-classid with one line).
 
 A container whose group we inspect runs in the background (conftest's `spawn`) with a
 script that ends in `echo @@READY; read _`: the test reads its output up to the marker,
-looks at the group from the host (found with --cidfile and minibox.cgroups.driver.Group),
+looks at the group from the host (found with --cidfile and minibox.cgroups.driver.open_group),
 then closes the container's stdin so it ends normally, or kills its init by pid.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from minibox.cgroups import detect
-from minibox.cgroups.driver import Group
+from minibox.cgroups.driver import Driver, open_group
 
 ROOTFS = Path(__file__).resolve().parent.parent / "rootfs"
 STATE_ROOT = "/run/minibox"
@@ -47,8 +47,8 @@ def layout() -> detect.Layout:
 IS_V2 = layout().kind == "v2"
 
 
-def group(cid: str) -> Group:
-    return Group(cid, layout())
+def group(cid: str) -> Driver:
+    return open_group(cid, layout())
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def inside_path(ctrl: str, v1_name: str, v2_name: str) -> str:
     return f"/sys/fs/cgroup/{v2_name}" if IS_V2 else f"/sys/fs/cgroup/unified/{v2_name}"
 
 
-def outside_path(g: Group, ctrl: str, v1_name: str, v2_name: str) -> str:
+def outside_path(g: Driver, ctrl: str, v1_name: str, v2_name: str) -> str:
     if ctrl in g.v1_dirs:
         return f"{g.v1_dirs[ctrl]}/{v1_name}"
     assert g.v2_dir, f"the container has no {ctrl} group at all: {g.dirs}"
@@ -345,7 +345,7 @@ def test_pids_limit_stops_forks_inside_not_on_the_host(held):
 # cpu, cpuset, freezer
 # ---------------------------------------------------------------------------------------
 
-def _cpu_ns(g: Group) -> int:
+def _cpu_ns(g: Driver) -> int:
     return g.stats()["cpu_usage_ns"]
 
 
@@ -758,3 +758,30 @@ def test_explain_shows_every_cgroup_step(minibox, rootfs, tmp_path):
     pids = outside_path(g, "pids", "pids.max", "pids.max")
     assert f'[explain] write {pids} "10" = ok' in err
     assert_group_gone(g.cid)
+
+
+def test_one_driver_per_layout():
+    """open_group picks the driver of the host's layout; each knows where its group is
+    (Layouts made by hand here: this host has only one layout of its own)."""
+    from minibox.cgroups.detect import Layout
+    from minibox.cgroups.driver import HybridDriver, V1Driver, V2Driver
+
+    v1 = Layout()
+    v1.v1 = {"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"}
+    v2 = Layout()
+    v2.unified, v2.v2_controllers = "/sys/fs/cgroup", {"memory", "pids"}
+    hybrid = Layout()
+    hybrid.v1, hybrid.unified = dict(v1.v1), "/sys/fs/cgroup/unified"
+    for lay, cls in ((v1, V1Driver), (v2, V2Driver), (hybrid, HybridDriver)):
+        g = open_group("c" * 64, lay)
+        assert type(g) is cls and g.kind == lay.kind
+    g = open_group("c" * 64, v1)
+    assert g.v2_dir is None and sorted(g.v1_dirs) == ["memory", "pids"]
+    assert g.v1_dirs["memory"].endswith(f"/minibox/{'c' * 64}")
+    g = open_group("c" * 64, v2)
+    assert g.v1_dirs == {} and g.v2_dir.endswith(f"/minibox/{'c' * 64}")
+    # Hybrid: a unified group only when a controller sits on the unified hierarchy.
+    assert open_group("c" * 64, hybrid).v2_dir is None
+    hybrid.v2_controllers = {"hugetlb"}
+    g = open_group("c" * 64, hybrid)
+    assert g.v2_dir and g.v2_dir.startswith("/sys/fs/cgroup/unified") and len(g.dirs) == 3

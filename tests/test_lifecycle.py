@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import pytest
 
-from minibox.cgroups.driver import Group
+from minibox.cgroups.driver import open_group
 
 REPO = Path(__file__).resolve().parent.parent
 MINIBOX = REPO / ".venv" / "bin" / "minibox"
@@ -219,7 +219,7 @@ class Box:
 
 def _group_parents() -> list[str]:
     """The directories this session's containers' cgroups are made in (`.../minibox`)."""
-    return sorted({os.path.dirname(d) for d in Group("0" * 64).dirs})
+    return sorted({os.path.dirname(d) for d in open_group("0" * 64).dirs})
 
 
 def _group_children() -> set[str]:
@@ -262,7 +262,7 @@ def box(tmp_path: Path, rootfs: str) -> Iterator[Box]:
     for d in sorted(new_groups):
         report.append(f"cgroup: {d} (processes: {[cmdline(int(p)) for p in procs_of(d)]})")
     for d in sorted(new_groups):
-        Group(os.path.basename(d)).remove()
+        open_group(os.path.basename(d)).remove()
     shutil.rmtree(b.root, ignore_errors=True)
     pytest.fail("`minibox rm -f` of every container left behind:\n  " + "\n  ".join(report),
                 pytrace=False)
@@ -444,7 +444,8 @@ def test_exec_joins_the_containers_namespaces_and_sees_its_files(box, rootfs):
     groups = box.ok("exec", "ex", "cat", "/proc/self/cgroup").splitlines()
     assert groups and all(g.endswith(":/") for g in groups), groups
     # Nothing of the exec'd commands stays in the container.
-    assert wait_until(lambda: Group(cid).pids() == [pid], 10, "only the init left in the group")
+    assert wait_until(lambda: open_group(cid).pids() == [pid], 10,
+                      "only the init left in the group")
 
 
 def test_exec_env_workdir_user_and_exit_code(box, rootfs):
@@ -556,7 +557,7 @@ def test_kill_delivers_the_signal_to_the_init(box, rootfs):
 
 def test_pause_stops_cpu_use_and_unpause_resumes_it(box, rootfs):
     cid = box.run_d("--name", "spin", rootfs, "sh", "-c", "while :; do :; done")
-    group = Group(cid)
+    group = open_group(cid)
 
     def cpu() -> int:
         return group.stats()["cpu_usage_ns"]
@@ -612,7 +613,7 @@ def test_wait_prints_the_exit_code_also_for_rm(box, rootfs):
     wait_until(lambda: cid not in box.dirs() and box.names() == ["w0", "w3"], 10,
                "the --rm container removed")
     one_error(box("inspect", "gone"), 1, "No such container: gone")
-    assert not any(os.path.exists(d) for d in Group(cid).dirs)
+    assert not any(os.path.exists(d) for d in open_group(cid).dirs)
 
 
 def test_rm_flag_removes_the_container_when_it_ends(box, rootfs):
@@ -626,7 +627,7 @@ def test_rm_flag_removes_the_container_when_it_ends(box, rootfs):
 def test_inspect_stats_and_top_tell_the_truth(box, rootfs):
     cid = box.run_d("--name", "insp", "-e", "A=1", rootfs, "sh", "-c",
                     "sleep 1000 & exec sleep 1001")
-    wait_until(lambda: len(Group(cid).pids()) == 2, 15, "two processes in the container")
+    wait_until(lambda: len(open_group(cid).pids()) == 2, 15, "two processes in the container")
     ins = box.inspect("insp")
     assert (ins["Id"], ins["Name"], ins["Path"], ins["Args"]) == \
         (cid, "/insp", "sh", ["-c", "sleep 1000 & exec sleep 1001"])
@@ -653,7 +654,7 @@ def test_inspect_stats_and_top_tell_the_truth(box, rootfs):
     used = re.fullmatch(r"([\d.]+)(B|KiB|MiB|GiB) / [\d.]+(B|KiB|MiB|GiB|TiB)",
                         stats["MemUsage"])
     assert used and float(used.group(1)) > 0, stats
-    raw = Group(cid).stats()
+    raw = open_group(cid).stats()
     assert raw["memory_usage"] > 0 and raw["pids"] == 2 and raw["cpu_usage_ns"] > 0, raw
     # Without a name, stats lists the running containers only.
     box.run_d("--name", "short", rootfs, "true")
@@ -737,7 +738,7 @@ def test_rm_f_of_a_running_container_leaves_nothing(box, rootfs, tmp_path):
     vol.mkdir()
     cid = box.run_d("--name", "full", "--overlay", "--tmpfs", "/scratch", "-v",
                     f"{vol}:/data", rootfs, "sh", "-c", "sleep 1000 & exec sleep 1001")
-    group = Group(cid)
+    group = open_group(cid)
     wait_until(lambda: len(group.pids()) == 2, 15, "both processes up")
     state = box.inspect(cid)["State"]
     procs = [(p, start_time(p)) for p in [*group.pids(), state["MonitorPid"]]]
@@ -806,7 +807,7 @@ def _honest(box: Box, names: list[str]) -> list[str]:
         row = rows.get(name)
         if row is None:
             continue
-        group = Group(row["ID"]).pids()
+        group = open_group(row["ID"]).pids()
         if row["State"] == "running":
             pid = box.inspect(name)["State"]["Pid"]
             if not alive(pid) or cmdline(pid) != "sleep 1000" or group != [pid]:

@@ -52,24 +52,36 @@ def _module(version: str, controller: str):
     return sys.modules[name]
 
 
-class Group:
-    """The cgroup of one container, in whatever layout the host has."""
+class Driver:
+    """The interface every layout's driver has (the engine sees only this): create,
+    apply limits, add a pid, freeze/thaw, read stats, kill every member, remove.
 
-    def __init__(self, cid: str, layout: Layout | None = None) -> None:
+    `v1_dirs` (controller -> the container's directory in that v1 hierarchy) and
+    `v2_dir` (its directory in the unified hierarchy) say where the group is; a driver
+    fills the ones its layout has. What differs by layout is in the subclasses below.
+    """
+
+    kind = ""
+
+    def __init__(self, cid: str, layout: Layout) -> None:
         self.cid = cid
-        self.layout = layout or detect()
-        # (version, controller) -> directory of this container's group
+        self.layout = layout
         self.v1_dirs: dict[str, str] = {}
         self.v2_dir: str | None = None
         self._locate()
 
-    def _locate(self) -> None:
-        lay = self.layout
-        for ctrl, mnt in lay.v1.items():
+    # -- where --------------------------------------------------------------------------
+
+    def _v1_locate(self) -> None:
+        for ctrl, mnt in self.layout.v1.items():
             base = mnt + own_group(ctrl).rstrip("/")
             self.v1_dirs[ctrl] = f"{base}/{PARENT}/{self.cid}"
-        if lay.unified and (lay.kind == "v2" or lay.v2_controllers):
-            self.v2_dir = f"{lay.unified}{own_group('').rstrip('/')}/{PARENT}/{self.cid}"
+
+    def _v2_locate(self) -> None:
+        self.v2_dir = f"{self.layout.unified}{own_group('').rstrip('/')}/{PARENT}/{self.cid}"
+
+    def _locate(self) -> None:
+        raise NotImplementedError
 
     @property
     def dirs(self) -> list[str]:
@@ -146,14 +158,18 @@ class Group:
         """Make the group in every hierarchy and write the limits; undone on failure."""
         self.mount_missing(res)  # done already by spawn; a no-op then
         try:
-            for ctrl, d in self.v1_dirs.items():
-                self._mkdirs(d, ctrl)
-            if self.v2_dir:
-                self._mkdirs_v2(self.v2_dir)
+            self._make()
             self.apply(res)
         except BaseException:
             self.remove()
             raise
+
+    def _make(self) -> None:
+        raise NotImplementedError
+
+    def apply(self, res: dict) -> None:
+        """Write every limit through the controller modules (only those with work to do)."""
+        raise NotImplementedError
 
     def _mkdirs(self, d: str, ctrl: str) -> None:
         parent = os.path.dirname(d)
@@ -183,21 +199,22 @@ class Group:
                          "v2: let the child groups use these controllers")
         fs.mkdir(d, "the container's own group (unified hierarchy)")
 
-    def apply(self, res: dict) -> None:
-        """Write every limit through the controller modules (only those with work to do)."""
+    def _apply_v1(self, res: dict) -> None:
         for ctrl, d in self.v1_dirs.items():
             if ctrl == "cpuset" or any(res.get(k) for k in KEYS.get(ctrl, ())):
                 _module("v1", ctrl).apply(d, res)
-        if self.v2_dir:
-            for ctrl in CONTROLLERS:
-                if self.layout.where(ctrl) != "v2":
-                    continue
-                name = V2_NAMES.get(ctrl, ctrl)
-                if ctrl == "cpuacct" or name not in _V2_MODULES:
-                    continue
-                if not any(res.get(k) for k in KEYS.get(name, ())):
-                    continue
-                _module("v2", name).apply(self.v2_dir, res)
+
+    def _apply_v2(self, res: dict) -> None:
+        assert self.v2_dir is not None
+        for ctrl in CONTROLLERS:
+            if self.layout.where(ctrl) != "v2":
+                continue
+            name = V2_NAMES.get(ctrl, ctrl)
+            if ctrl == "cpuacct" or name not in _V2_MODULES:
+                continue
+            if not any(res.get(k) for k in KEYS.get(name, ())):
+                continue
+            _module("v2", name).apply(self.v2_dir, res)
 
     def add(self, pid: int, why: str = "put the container's init into its group before it "
                                         "runs anything") -> None:
@@ -206,12 +223,8 @@ class Group:
 
     # -- actions ----------------------------------------------------------------------
 
-    def _freezer(self):
-        if "freezer" in self.v1_dirs:
-            return _module("v1", "freezer"), self.v1_dirs["freezer"]
-        if self.v2_dir and self.layout.kind == "v2":
-            return _module("v2", "freezer"), self.v2_dir
-        raise MiniboxError("this host has no freezer cgroup controller: pause is not possible")
+    def _freezer(self) -> tuple:
+        raise NotImplementedError
 
     def freeze(self) -> None:
         mod, d = self._freezer()
@@ -235,39 +248,22 @@ class Group:
         return sorted(out)
 
     def oom_killed(self) -> bool:
-        d = self.v1_dirs.get("memory")
-        if d:
-            return _module("v1", "memory").oom_killed(d)
-        if self.v2_dir and self.layout.where("memory") == "v2":
-            return _module("v2", "memory").oom_killed(self.v2_dir)
-        return False
+        raise NotImplementedError
 
     def memory_limit(self) -> int:
-        d = self.v1_dirs.get("memory")
-        if d:
-            return fs.read_int(f"{d}/memory.limit_in_bytes")
-        if self.v2_dir:
-            return fs.read_int(f"{self.v2_dir}/memory.max")
-        return -1
+        """The memory limit in bytes, or -1 where the host has no memory controller."""
+        raise NotImplementedError
 
     def stats(self) -> dict:
-        out: dict = {}
-        for ctrl in ("memory", "cpuacct", "pids"):
-            d = self.v1_dirs.get(ctrl)
-            if d:
-                out.update(_module("v1", ctrl).stats(d))
-        if self.v2_dir and self.layout.kind == "v2":
-            for ctrl in ("memory", "cpu", "pids"):
-                out.update(_module("v2", ctrl).stats(self.v2_dir))
-        return out
+        raise NotImplementedError
 
     def kill_all(self) -> None:
-        """SIGKILL every member. v2 has cgroup.kill; on v1, freeze first so nothing forks
-        while we kill (the runc way), then thaw so the kills are delivered."""
-        if self.v2_dir and os.path.exists(f"{self.v2_dir}/cgroup.kill"):
-            if self.pids():
-                fs.write(f"{self.v2_dir}/cgroup.kill", 1, "kill every process of the group")
-            return
+        """SIGKILL every member."""
+        raise NotImplementedError
+
+    def _kill_v1(self) -> None:
+        # No cgroup.kill on v1: freeze first so nothing forks while we kill (the runc
+        # way), then thaw so the kills are delivered.
         for _ in range(50):
             pids = self.pids()
             if not pids:
@@ -287,6 +283,15 @@ class Group:
                 self.thaw()
             time.sleep(0.01)
 
+    def _kill_v2(self) -> bool:
+        """cgroup.kill (cgroup-v2.rst, since 5.14): one write kills every member, also
+        the ones forking meanwhile. False where the kernel lacks it."""
+        if not self.v2_dir or not os.path.exists(f"{self.v2_dir}/cgroup.kill"):
+            return False
+        if self.pids():
+            fs.write(f"{self.v2_dir}/cgroup.kill", 1, "kill every process of the group")
+        return True
+
     def remove(self) -> None:
         """Kill what is left, then remove the group and, if empty, the minibox parent."""
         self.kill_all()
@@ -296,6 +301,135 @@ class Group:
                 fs.rmdir(os.path.dirname(d), "no minibox container left here: remove the parent")
             except OSError:
                 pass  # other containers still use it
+
+
+class V1Driver(Driver):
+    """cgroup v1: one hierarchy per controller (or a few together), one directory of the
+    container's in each (cgroups(7) "CGROUPS VERSION 1")."""
+
+    kind = "v1"
+
+    def _locate(self) -> None:
+        self._v1_locate()
+
+    def _make(self) -> None:
+        for ctrl, d in self.v1_dirs.items():
+            self._mkdirs(d, ctrl)
+
+    def apply(self, res: dict) -> None:
+        self._apply_v1(res)
+
+    def _freezer(self) -> tuple:
+        if "freezer" in self.v1_dirs:
+            return _module("v1", "freezer"), self.v1_dirs["freezer"]
+        raise MiniboxError("this host has no freezer cgroup controller: pause is not possible")
+
+    def oom_killed(self) -> bool:
+        d = self.v1_dirs.get("memory")
+        return bool(d) and _module("v1", "memory").oom_killed(d)
+
+    def memory_limit(self) -> int:
+        d = self.v1_dirs.get("memory")
+        return fs.read_int(f"{d}/memory.limit_in_bytes") if d else -1
+
+    def stats(self) -> dict:
+        out: dict = {}
+        for ctrl in ("memory", "cpuacct", "pids"):
+            d = self.v1_dirs.get(ctrl)
+            if d:
+                out.update(_module("v1", ctrl).stats(d))
+        return out
+
+    def kill_all(self) -> None:
+        self._kill_v1()
+
+
+class V2Driver(Driver):
+    """cgroup v2: one unified hierarchy, one directory holds every controller's files
+    (Documentation/admin-guide/cgroup-v2.rst); freezer and devices are built in."""
+
+    kind = "v2"
+
+    def _locate(self) -> None:
+        self._v2_locate()
+
+    def _make(self) -> None:
+        assert self.v2_dir is not None
+        self._mkdirs_v2(self.v2_dir)
+
+    def apply(self, res: dict) -> None:
+        self._apply_v2(res)
+
+    def _freezer(self) -> tuple:
+        return _module("v2", "freezer"), self.v2_dir
+
+    def oom_killed(self) -> bool:
+        return _module("v2", "memory").oom_killed(self.v2_dir)
+
+    def memory_limit(self) -> int:
+        return fs.read_int(f"{self.v2_dir}/memory.max")
+
+    def stats(self) -> dict:
+        out: dict = {}
+        for ctrl in ("memory", "cpu", "pids"):
+            out.update(_module("v2", ctrl).stats(self.v2_dir))
+        return out
+
+    def kill_all(self) -> None:
+        if not self._kill_v2():
+            self._kill_v1()  # a kernel before 5.14: kill pid by pid (freezing first)
+
+
+class HybridDriver(V1Driver):
+    """A hybrid host: the v1 hierarchies, plus the unified one where a controller sits
+    there (on this kind of machine hugetlb may, alone). Each controller is driven where
+    it is really mounted; the container joins a group in the unified hierarchy only
+    when some controller lives there. Freezer, OOM and stats are v1's."""
+
+    kind = "hybrid"
+
+    def _locate(self) -> None:
+        self._v1_locate()
+        if self.layout.v2_controllers:
+            self._v2_locate()
+
+    def _make(self) -> None:
+        super()._make()
+        if self.v2_dir:
+            self._mkdirs_v2(self.v2_dir)
+
+    def apply(self, res: dict) -> None:
+        self._apply_v1(res)
+        if self.v2_dir:
+            self._apply_v2(res)
+
+    def _memory_on_v2(self) -> bool:
+        return "memory" not in self.v1_dirs and bool(self.v2_dir) \
+            and self.layout.where("memory") == "v2"
+
+    def oom_killed(self) -> bool:
+        if self._memory_on_v2():
+            return _module("v2", "memory").oom_killed(self.v2_dir)
+        return super().oom_killed()
+
+    def memory_limit(self) -> int:
+        if self._memory_on_v2():
+            return fs.read_int(f"{self.v2_dir}/memory.max")
+        return super().memory_limit()
+
+    def kill_all(self) -> None:
+        # The unified group holds every member too: cgroup.kill there when it exists.
+        if not self._kill_v2():
+            self._kill_v1()
+
+
+_DRIVERS: dict[str, type[Driver]] = {"v1": V1Driver, "v2": V2Driver, "hybrid": HybridDriver}
+
+
+def open_group(cid: str, layout: Layout | None = None) -> Driver:
+    """The driver for this host's layout (detect.py), for container `cid`."""
+    layout = layout or detect()
+    return _DRIVERS[layout.kind](cid, layout)
 
 
 def _bfq_available() -> bool:

@@ -647,9 +647,9 @@ def _pause(cid: str, state: dict, want: bool) -> object:
 
     if not want or refresh(state).get("status") != "running":
         return None
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
-    group = Group(cid)
+    group = open_group(cid)
     try:
         group.freeze()
     except OSError:

@@ -46,11 +46,11 @@ def _network_settings(cid: str) -> dict:
 
 
 def describe(st: dict, spec: dict) -> dict:
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
     from minibox.runtime.state import refresh
 
     st = refresh(st)
-    group = Group(st["id"])
+    group = open_group(st["id"])
     running = st["status"] in ("running", "paused")
     proc = spec["process"]
     return {
@@ -133,7 +133,7 @@ def _proc_row(pid: int) -> tuple[str, str, str, str] | None:
 
 
 def top(argv: list[str]) -> int:
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
     from minibox.runtime.state import refresh
 
     p = FlagParser("minibox top", "minibox top CONTAINER",
@@ -145,7 +145,7 @@ def top(argv: list[str]) -> int:
     if refresh(st.load(cid))["status"] not in ("running", "paused"):
         raise MiniboxError(f"Error response from daemon: Container {cid} is not running", 1)
     print(f"{'UID':<8} {'PID':<10} {'CONTAINER PID':<14} CMD")
-    for pid in Group(cid).pids():
+    for pid in open_group(cid).pids():
         row = _proc_row(pid)
         if row:
             print(f"{row[0]:<8} {row[1]:<10} {row[2]:<14} {row[3]}")
@@ -161,7 +161,7 @@ def _size(n: int) -> str:
 
 
 def stats(argv: list[str]) -> int:
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
     p = FlagParser("minibox stats", "minibox stats [--no-stream] [CONTAINER...]",
                    "Show CPU, memory and pids use, read from each container's cgroup.",
@@ -175,7 +175,7 @@ def stats(argv: list[str]) -> int:
         s["id"] for s in st.all() if s["status"] in ("running", "paused") or o.all]
     ncpu = os.cpu_count() or 1
     while True:
-        groups = {cid: Group(cid) for cid in ids}
+        groups = {cid: open_group(cid) for cid in ids}
         first = {cid: g.stats() for cid, g in groups.items()}
         t0 = time.monotonic()
         time.sleep(0.5)

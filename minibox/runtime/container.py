@@ -41,11 +41,11 @@ def new_state(spec: dict, name: str, options: dict) -> dict:
 
 def create(store: Store, spec: dict, name: str, options: dict, *, start: bool) -> str:
     """Make a container; with start=True it runs at once (run -d), else it waits (create)."""
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
     cid = spec["annotations"]["minibox.id"]
     res = spec["linux"].get("resources") or {}
-    Group(cid).check(res)
+    open_group(cid).check(res)
     state = new_state(spec, name, options)
     state["creatorLock"] = store.path(cid, "creator")
     lock = store.create(cid, name, state, spec)
@@ -65,10 +65,10 @@ def create(store: Store, spec: dict, name: str, options: dict, *, start: bool) -
 
 
 def _undo(store: Store, cid: str) -> None:
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
     try:
-        Group(cid).remove()
+        open_group(cid).remove()
     finally:
         store.remove(cid)
 
@@ -116,11 +116,11 @@ def _monitor_side(store: Store, cid: str, report: int | None, *, start: bool,
                   restarting: bool) -> None:
     """In the monitor-to-be: clone the init with its output on pipes, record, exec the
     C monitor. `report` (the CLI's pipe) gets "ok" or "CODE\\tmessage"."""
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
     spec = store.spec(cid)
     res = spec["linux"].get("resources") or {}
-    group = Group(cid)
+    group = open_group(cid)
     with store.locked(cid) as st:
         # From here on this process makes the container, whatever happens to the CLI.
         st.update(creatorPid=os.getpid(), creatorStart=proc_start_time(os.getpid()))
@@ -219,10 +219,10 @@ def _exec_monitor(store: Store, cid: str, child: process.Child, out_r: int,
 
 def finish(store: Store, cid: str, status: int) -> None:
     """Run by the monitor when the init has ended (`minibox _finish ID STATUS`)."""
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
     from minibox.runtime.run import exit_code
 
-    group = Group(cid)
+    group = open_group(cid)
     try:
         oom = os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9 and group.oom_killed()
     except OSError:

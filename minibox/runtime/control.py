@@ -52,10 +52,10 @@ def kill(store: Store, cid: str, sig: int = 9) -> None:
 
 
 def _thaw(cid: str) -> None:
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
     try:
-        Group(cid).thaw()
+        open_group(cid).thaw()
     except (MiniboxError, OSError):
         pass
 
@@ -93,25 +93,25 @@ def stop(store: Store, cid: str, grace: float = 10.0) -> None:
 
 
 def pause(store: Store, cid: str) -> None:
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
     st = refresh(store.load(cid))
     if st["status"] == "paused":
         raise MiniboxError(f"Error response from daemon: Container {cid} is already paused", 1)
     if st["status"] != "running":
         raise MiniboxError(f"Error response from daemon: Container {cid} is not running", 1)
-    Group(cid).freeze()
+    open_group(cid).freeze()
     with store.locked(cid) as cur:
         cur["status"] = "paused"
 
 
 def unpause(store: Store, cid: str) -> None:
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
     st = refresh(store.load(cid))
     if st["status"] != "paused":
         raise MiniboxError(f"Error response from daemon: Container {cid} is not paused", 1)
-    Group(cid).thaw()
+    open_group(cid).thaw()
     with store.locked(cid) as cur:
         cur["status"] = "running"
 
@@ -127,7 +127,7 @@ def wait(store: Store, cid: str) -> int:
 
 def remove(store: Store, cid: str, force: bool = False) -> None:
     """rm: refuse a running container unless forced; then nothing of it stays."""
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
     st = refresh(store.load(cid))
     if st["status"] in ("running", "paused", "restarting", "created") and \
@@ -148,7 +148,7 @@ def remove(store: Store, cid: str, force: bool = False) -> None:
             _thaw(cid)
         _signal_pid(st["pid"], 9)
         _wait_gone(st["pid"], st.get("pidStart"))
-    Group(cid).remove()
+    open_group(cid).remove()
     store.remove(cid)
     # Leave no process behind: a monitor (or its finisher) still running ends now.
     _wait_gone(st.get("monitorPid") or 0, st.get("monitorStart"))

@@ -44,9 +44,9 @@ def exec_in(store: Store, cid: str, proc: dict, *, tty: bool) -> int:
         except FileNotFoundError:
             raise MiniboxError(f"Error response from daemon: Container {cid} is not running",
                                1) from None
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
-    group = Group(cid)
+    group = open_group(cid)
     pty = None
     sock = peer = None
     if tty:

@@ -37,10 +37,11 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
           network: Callable[[int], None] | None = None) -> Child:
     """Clone the container's init, set it up from the parent's side, and let it run.
 
-    `group` (a cgroups Group) is created with `resources` while the child does its
-    first mounts, and gets the child before the child may go on; `network(pid)` then
-    plugs the child's network namespace in (network/endpoint.py). Returns once the child
-    has exec'd its command or failed trying.
+    `group` (a cgroups Driver, from driver.open_group) is created with `resources`
+    while the child does its first mounts, and gets the child before the child may go
+    on; `network(pid)` then plugs the child's network namespace in
+    (network/endpoint.py). Returns once the child has exec'd its command or failed
+    trying.
     """
     with_userns = has_namespace(spec, "user")
     report_r, report_w = os.pipe()  # both ends close-on-exec (os.pipe's default)

@@ -43,10 +43,10 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
             pending.append(signum)
 
     parent_pid = os.getpid()
-    from minibox.cgroups.driver import Group
+    from minibox.cgroups.driver import open_group
 
     cid = spec["annotations"]["minibox.id"]
-    group = Group(cid)
+    group = open_group(cid)
     res = spec["linux"].get("resources") or {}
     group.check(res)  # refuse what the host cannot do before anything exists
     if store is not None:
