@@ -154,6 +154,18 @@ class Driver:
         if mounted:
             self._locate()
 
+    def preload(self, res: dict) -> None:
+        """Import the controller modules that create() and apply() will use."""
+        for ctrl in self.v1_dirs:
+            if ctrl == "cpuset" or any(res.get(k) for k in KEYS.get(ctrl, ())):
+                _module("v1", ctrl)
+        if self.v2_dir:
+            for ctrl in V2_ORDER:
+                name = V2_NAMES.get(ctrl, ctrl)
+                if self.layout.where(ctrl) == "v2" and name in _V2_MODULES and \
+                        any(res.get(k) for k in KEYS.get(name, ())):
+                    _module("v2", name)
+
     def create(self, res: dict) -> None:
         """Make the group in every hierarchy and write the limits; undone on failure."""
         self.mount_missing(res)  # done already by spawn; a no-op then

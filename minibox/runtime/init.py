@@ -118,20 +118,17 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
         later = []
         for entry in spec["mounts"]:
             if entry.get("type") == "cgroup":
-                later.append(entry)  # needs the cgroup namespace, made after joining
+                later.append(entry)  # last: on top of /sys, whatever the list's order
             else:
                 rfs.mount_one(root, entry, in_userns)
         if any(e["destination"] == "/dev" for e in spec["mounts"]):
             rfs.populate_dev(root, in_userns,
                              os.ttyname(tty_fd) if tty_fd is not None else None,
                              spec["linux"].get("devices"))
-    go.wait_joined()
-    if has_namespace(spec, "cgroup"):
-        # Only now: the namespace's root is the cgroup the process is in at unshare time.
-        namespaces.unshare(["cgroup"])
-    if has_namespace(spec, "mnt"):
-        for entry in later:
-            rfs.mount_one(root, entry, in_userns)
+        # The mount points now; the hierarchies once in the cgroup namespace.
+        cgroup_mounts = [rfs.CgroupMounts(root, entry) for entry in later]
+        # Everything that does not need the cgroup is done before waiting for it: the
+        # parent is making the container's groups meanwhile, and that is the longer part.
         rfs.pivot(root)
         cwd = spec["process"].get("cwd") or "/"
         if cwd != "/" and spec["annotations"].get("minibox.overlay"):
@@ -146,6 +143,14 @@ def _setup(spec: dict, go: Go, report: int, tty_fd: int | None,
     if has_namespace(spec, "mnt"):
         rfs.mask_paths(spec["linux"].get("maskedPaths", []),
                        spec["linux"].get("readonlyPaths", []))
+
+    go.wait_joined()
+    if has_namespace(spec, "cgroup"):
+        # Only now: the namespace's root is the cgroup the process is in at unshare time.
+        namespaces.unshare(["cgroup"])
+    if has_namespace(spec, "mnt"):
+        for mounts in cgroup_mounts:
+            mounts.mount("/")
 
     if tty_fd is not None:
         process.take_terminal(tty_fd)

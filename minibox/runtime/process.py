@@ -57,6 +57,10 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
         # Before the clone: a v1 hierarchy minibox has to mount for this container must
         # be in the mount namespace the child copies, or /sys/fs/cgroup inside lacks it.
         group.mount_missing(resources or {})  # type: ignore[attr-defined]
+        # Load the controller modules now: after the clone the parent's cgroup work is
+        # what the child waits for, and every page Python writes there first takes a
+        # copy-on-write fault (the child shares them until it execs).
+        group.preload(resources or {})  # type: ignore[attr-defined]
     # The cgroup namespace is unshared by the child after it has joined its group, so
     # that the group is its root "/" (runc does the same; cgroup_namespaces(7)).
     pid = namespaces.clone([ns for ns in namespaces_of(spec) if ns != "cgroup"])

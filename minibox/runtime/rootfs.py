@@ -148,7 +148,7 @@ def mount_one(rootfs: str, entry: dict, in_userns: bool) -> None:
         return
     _mkdir_target(dest, False)
     if kind == "cgroup":
-        mount_cgroups(dest, flags)
+        CgroupMounts(rootfs, entry).mount(rootfs)
         return
     why = _MOUNT_WHY.get(entry["destination"], f"a {kind} filesystem at {entry['destination']}")
     try:
@@ -173,38 +173,55 @@ _MOUNT_WHY = {
 }
 
 
-def mount_cgroups(dest: str, flags: int) -> None:
-    """The container's view of /sys/fs/cgroup, as docker gives it (read-only).
+class CgroupMounts:
+    """The container's view of /sys/fs/cgroup, as docker gives it (read-only), in two
+    halves: `prepare` (the tmpfs and a mount point per hierarchy) needs nothing, so the
+    child does it while the parent is still making its cgroups; `mount` (the hierarchies
+    themselves) must wait until the child has entered its cgroup namespace, so that each
+    hierarchy's root is the container's own group: `cat
+    /sys/fs/cgroup/memory/memory.limit_in_bytes` inside shows the container's limit
+    (cgroup_namespaces(7))."""
 
-    Mounted after the child entered its cgroup namespace, each hierarchy's root is the
-    container's own group: `cat /sys/fs/cgroup/memory/memory.limit_in_bytes` inside
-    shows the container's limit (cgroup_namespaces(7)).
-    """
-    from minibox.cgroups.detect import detect
+    def __init__(self, rootfs: str, entry: dict) -> None:
+        self.where = entry["destination"]  # in the container
+        self.flags, _ = parse_options(entry.get("options", []))
+        self.points: list[tuple[str, str, str | None, str]] = []  # dest, type, data, why
+        self.tmpfs = False  # v1 and hybrid: the hierarchies' mount points are on a tmpfs
+        dest = securejoin(rootfs, self.where)
+        _mkdir_target(dest, False)
+        from minibox.cgroups.detect import detect
 
-    lay = detect()
-    if lay.kind == "v2":
-        m.mount("cgroup2", dest, "cgroup2", flags, None,
-                why="the unified cgroup hierarchy, rooted at the container's own group")
-        return
-    m.mount("tmpfs", dest, "tmpfs", flags & ~m.RDONLY, "mode=755",
-            why="a tmpfs to hold one mount point per cgroup v1 hierarchy")
-    by_mount: dict[str, list[str]] = {}
-    for ctrl, mnt in lay.v1.items():
-        by_mount.setdefault(mnt, []).append(ctrl)
-    for mnt, ctrls in by_mount.items():
-        target = os.path.join(dest, os.path.basename(mnt))
-        os.mkdir(target)
-        m.mount("cgroup", target, "cgroup", flags, ",".join(sorted(ctrls)),
-                why=f"the v1 {'+'.join(sorted(ctrls))} hierarchy, rooted at the "
-                    "container's own group")
-    if lay.unified:
-        target = os.path.join(dest, "unified")
-        os.mkdir(target)
-        m.mount("cgroup2", target, "cgroup2", flags, None,
-                why="the unified (v2) hierarchy of this hybrid host")
-    if flags & m.RDONLY:
-        remount_readonly(dest, "/sys/fs/cgroup read-only: limits are set from outside")
+        lay = detect()
+        if lay.kind == "v2":
+            self.points.append(("", "cgroup2", None, "the unified cgroup hierarchy, rooted "
+                                "at the container's own group"))
+            return
+        m.mount("tmpfs", dest, "tmpfs", self.flags & ~m.RDONLY, "mode=755",
+                why="a tmpfs to hold one mount point per cgroup v1 hierarchy")
+        self.tmpfs = True
+        by_mount: dict[str, list[str]] = {}
+        for ctrl, mnt in lay.v1.items():
+            by_mount.setdefault(mnt, []).append(ctrl)
+        for mnt, ctrls in by_mount.items():
+            name = os.path.basename(mnt)
+            os.mkdir(os.path.join(dest, name))
+            self.points.append((name, "cgroup", ",".join(sorted(ctrls)),
+                                f"the v1 {'+'.join(sorted(ctrls))} hierarchy, rooted at the "
+                                "container's own group"))
+        if lay.unified:
+            os.mkdir(os.path.join(dest, "unified"))
+            self.points.append(("unified", "cgroup2", None,
+                                "the unified (v2) hierarchy of this hybrid host"))
+
+    def mount(self, rootfs: str = "/") -> None:
+        """Mount the hierarchies (after unshare(CLONE_NEWCGROUP)); `rootfs` is where the
+        container's root is now: "/" once pivot_root is done."""
+        dest = securejoin(rootfs, self.where)
+        for name, kind, data, why in self.points:
+            m.mount(kind, os.path.join(dest, name) if name else dest, kind, self.flags,
+                    data, why=why)
+        if self.tmpfs and self.flags & m.RDONLY:
+            remount_readonly(dest, "/sys/fs/cgroup read-only: limits are set from outside")
 
 
 def remount_readonly(path: str, why: str) -> None:
