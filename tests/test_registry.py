@@ -434,6 +434,7 @@ class Relay:
     def __init__(self, target: int) -> None:
         self.target = target
         self.cut_after: int | None = None
+        self.cut_upload_after: int | None = None  # the same, client -> registry
         self.on_cut: Callable[[], None] = lambda: None
         self.cuts = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -453,18 +454,22 @@ class Relay:
             except OSError:
                 client.close()
                 continue
-            for src, dst, watch in ((client, server, False), (server, client, True)):
+            for src, dst, watch in ((client, server, "up"), (server, client, "down")):
                 t = threading.Thread(target=self._pipe, args=(src, dst, watch), daemon=True)
                 t.start()
                 self.threads.append(t)
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, watch: bool) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, watch: str) -> None:
         passed = 0
         try:
             while data := src.recv(65536):
                 passed += len(data)
-                if watch and self.cut_after is not None and passed > self.cut_after:
-                    self.cut_after = None
+                limit = self.cut_after if watch == "down" else self.cut_upload_after
+                if limit is not None and passed > limit:
+                    if watch == "down":
+                        self.cut_after = None
+                    else:
+                        self.cut_upload_after = None
                     self.cuts += 1
                     self.on_cut()
                     break
@@ -504,6 +509,40 @@ def test_dropped_connection_resumed_with_range(box: Callable[[str], Box], regist
     assert "resume the blob from byte" in proc.stderr
     assert " = 206 Partial Content" in proc.stderr
     assert b("run", "--rm", name, "true").returncode == 0
+
+
+def test_dropped_upload_goes_on(box: Callable[[str], Box], registry: Registryd,
+                                relay: Relay, tmp_path: Path) -> None:
+    """A connection cut in the middle of the second 32 MiB chunk: push asks the registry
+    how much of the upload it has (GET on it). This registry (distribution 2.8) forgets
+    an upload whose chunk broke off (404), so the blob goes again in a new session; the
+    push succeeds and the image pulls and runs whole."""
+    a, b = box("a"), box("b")
+    tree = tmp_path / "tree"
+    subprocess.run(["cp", "-a", str(REPO / "rootfs"), str(tree)], check=True)
+    (tree / "big").write_bytes(os.urandom(40 << 20))  # incompressible: two chunks
+    a.ok("import", tree, "big:1")
+    name = f"127.0.0.1:{relay.port}/big:1"
+    a.ok("tag", "big:1", name)
+    relay.cut_upload_after = 36 << 20  # inside the second PATCH (bytes 32 MiB - 40 MiB)
+    proc = a("push", "--explain", name)
+    assert proc.returncode == 0, proc.stderr
+    assert relay.cuts == 1
+    # Method and answer of each request on the upload ("failed (broken pipe)" or
+    # "failed (connection reset)", as the kernel tells it, is "failed").
+    steps = [line.split(" http")[0] + " " + line.rsplit("= ", 1)[1].split(" (")[0]
+             for line in proc.stderr.splitlines()
+             if line.startswith("[explain] ") and "/blobs/uploads/" in line]
+    assert steps[:7] == [
+        "[explain] POST 202 Accepted", "[explain] PATCH 202 Accepted",
+        "[explain] PATCH failed", "[explain] GET 404 Not Found",
+        "[explain] POST 202 Accepted", "[explain] PATCH 202 Accepted",
+        "[explain] PATCH 202 Accepted"], steps
+    assert "why: the registry forgot the broken upload: send the blob again" in proc.stderr
+    out = b.ok("pull", f"{registry.host}/big:1")
+    assert "Pull complete" in out
+    run = b("run", "--rm", f"{registry.host}/big:1", "sh", "-c", "wc -c < /big")
+    assert run.stdout.strip() == str(40 << 20), run.stderr
 
 
 def test_registry_stopped_mid_pull_then_retry(box: Callable[[str], Box], registry: Registryd,

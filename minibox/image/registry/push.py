@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Callable
 
 from minibox.errors import MiniboxError
-from minibox.image.registry.client import Registry, Response
+from minibox.image.registry.client import Registry, Response, Unreachable
 
 TYPE_CHECKING = False  # typing costs ms at import; the hints below are strings
 if TYPE_CHECKING:
@@ -117,14 +117,7 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
             location = _location(resp, resp.url)  # not mounted: a plain upload session
             break
     if location is None:
-        resp = reg.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope,
-                           why="open an upload session")
-        _denied(reg, repo, resp)
-        if resp.status != 202:
-            raise MiniboxError(f"push to {reg.host}/{repo}: opening an upload answered "
-                               f"{resp.error_text()}")
-        resp.read()
-        location = _location(resp, resp.url)
+        location = _open_session(reg, repo, scope)
     octet = {"Content-Type": "application/octet-stream"}
     with open_blob(digest) as f:
         if size <= CHUNK:
@@ -133,18 +126,7 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
                                {**octet, "Content-Length": str(size)}, body, scope=scope,
                                why="send the whole blob and close the upload", retry=False)
         else:
-            for start in range(0, size, CHUNK):
-                n = min(CHUNK, size - start)
-                hdrs = {**octet, "Content-Range": f"{start}-{start + n - 1}",
-                        "Content-Length": str(n)}
-                resp = reg.request("PATCH", location, hdrs, _Window(f, start, n, tick),
-                                   scope=scope, why=f"send bytes {start}-{start + n - 1}",
-                                   retry=False)
-                if resp.status != 202:
-                    raise MiniboxError(f"push to {reg.host}/{repo}: chunk of {digest} "
-                                       f"refused: {resp.error_text()}")
-                resp.read()
-                location = _location(resp, resp.url)
+            location = _send_chunks(reg, repo, digest, size, f, location, scope, tick)
             resp = reg.request("PUT", _with_digest(location, digest), octet, b"",
                                scope=scope, why="close the upload: the registry checks the "
                                "digest", retry=False)
@@ -153,6 +135,79 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
         raise MiniboxError(f"push to {reg.host}/{repo}: blob {digest} refused: {text}")
     resp.read()
     return "Pushed"
+
+
+RESUMES = 3  # dropped connections an upload survives
+
+
+def _open_session(reg: Registry, repo: str, scope: str,
+                  why: str = "open an upload session") -> str:
+    resp = reg.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, why=why)
+    _denied(reg, repo, resp)
+    if resp.status != 202:
+        raise MiniboxError(f"push to {reg.host}/{repo}: opening an upload answered "
+                           f"{resp.error_text()}")
+    resp.read()
+    return _location(resp, resp.url)
+
+
+def _send_chunks(reg: Registry, repo: str, digest: str, size: int, f: BinaryIO,
+                 location: str, scope: str, tick: Callable[[int], None] | None) -> str:
+    """PATCH the blob in CHUNK pieces (Content-Range); returns where to PUT. When the
+    connection drops, ask the registry how much it has (GET on the upload: 204 with
+    `Range: 0-LAST`, distribution-spec "Resuming an upload") and go on from there; a
+    registry that has forgotten the upload by then (404: the distribution registry drops
+    one whose last chunk broke off) gets it again from the start, in a new session."""
+    octet = {"Content-Type": "application/octet-stream"}
+    start = 0
+    drops = 0
+    while start < size:
+        n = min(CHUNK, size - start)
+        window = _Window(f, start, n, tick)
+        try:
+            resp = reg.request("PATCH", location, {**octet,
+                               "Content-Range": f"{start}-{start + n - 1}",
+                               "Content-Length": str(n)}, window,
+                               scope=scope, why=f"send bytes {start}-{start + n - 1}",
+                               retry=False)
+        except Unreachable:
+            drops += 1
+            if drops > RESUMES:
+                raise
+            sent = start + n - window.left
+            point = _resume_point(reg, location, scope)
+            if point is None:
+                point = 0, _open_session(reg, repo, scope, why="the registry forgot the "
+                                         "broken upload: send the blob again, from byte 0")
+            start, location = point
+            if tick:
+                tick(start - sent)  # the bar goes back to what the registry has
+            continue
+        if resp.status != 202:
+            raise MiniboxError(f"push to {reg.host}/{repo}: chunk of {digest} "
+                               f"refused: {resp.error_text()}")
+        resp.read()
+        location = _location(resp, resp.url)
+        start += n
+    return location
+
+
+def _resume_point(reg: Registry, location: str, scope: str) -> tuple[int, str] | None:
+    """(the next byte the registry wants, the URL to send it to) of an upload; None
+    when the registry no longer knows the upload."""
+    resp = reg.request("GET", location, scope=scope,
+                       why="the connection dropped: how much of the upload has the registry?")
+    resp.read()
+    if resp.status == 404:
+        return None
+    last = (resp.header("Range") or "").rpartition("-")[2]
+    if resp.status != 204 or not last.isdigit():
+        raise MiniboxError(f"the upload to {reg.host} was cut and the registry cannot say "
+                           f"how much it has ({resp.status} {resp.reason}); push again")
+    # "0-0" is both "nothing" and "one byte" (the registry answers 0-(size-1), and 0-0
+    # for an empty upload); a blob of one chunk or less never gets here.
+    have = int(last) + 1 if last != "0" else 0
+    return have, _location(resp, resp.url) if resp.header("Location") else location
 
 
 def push(store: Store, ref: Ref, reg: Registry, say: Callable[[str], None],
