@@ -160,6 +160,36 @@ def test_push_pull_run_search_tags(box: Callable[[str], Box], registry: Registry
     assert "tag=TAG only" in b.fails("search", "--filter", "stars=3", f"{registry.host}/")
 
 
+def test_two_layers_pushed_and_pulled_at_once(box: Callable[[str], Box],
+                                              registry: Registryd) -> None:
+    """Layers go up and come down in parallel threads: they share one ping of the
+    registry (a second thread must not start its own and try HTTPS on a plain one)."""
+    a, b = box("a"), box("b")
+    busybox(a, "busybox:local")
+    a.ok("run", "-d", "--name", "w", "busybox:local", "sh", "-c",
+         "echo second layer > /two; exec sleep 1000")
+    deadline = time.monotonic() + 10
+    while a("exec", "w", "cat", "/two").stdout != "second layer\n":
+        assert time.monotonic() < deadline, "the container never wrote /two"
+        time.sleep(0.05)
+    name = f"{registry.host}/two:1"
+    a.ok("commit", "w", name)
+    a.ok("rm", "-f", "w")
+    proc = a("push", "--explain", name)
+    assert proc.returncode == 0, proc.stderr
+    pings = [line for line in proc.stderr.splitlines()
+             if line.startswith("[explain] GET ") and line.split()[2].endswith("/v2/")]
+    assert len(pings) == 1 and pings[0].endswith("= 200 OK"), pings
+    assert "TLS handshake failed" not in proc.stderr
+    assert proc.stdout.count(": Pushed") == 2, proc.stdout
+    proc = b("pull", "--explain", name)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(": Pull complete") == 2, proc.stdout
+    assert "TLS handshake failed" not in proc.stderr
+    run = b("run", "--rm", name, "cat", "/two")
+    assert (run.returncode, run.stdout) == (0, "second layer\n"), run.stderr
+
+
 def test_pull_by_digest_and_mount(box: Callable[[str], Box], registry: Registryd) -> None:
     a, b = box("a"), box("b")
     name = busybox(a, f"{registry.host}/one:1")
