@@ -847,9 +847,11 @@ def spawn() -> Iterator[Callable[..., Container]]:
 # ---------------------------------------------------------------------------------------
 
 class Terminal:
-    """minibox run with its stdin/stdout/stderr on a fresh pty, as in a user's terminal."""
+    """minibox (`args`: the verb and its arguments) with its stdin/stdout/stderr on a
+    fresh pty, as in a user's terminal."""
 
-    def __init__(self, args: tuple[object, ...], rows: int, cols: int) -> None:
+    def __init__(self, args: tuple[object, ...], rows: int = 24, cols: int = 80,
+                 env: dict[str, str] | None = None) -> None:
         require_rootfs()
         self.master, slave = os.openpty()
         self.resize(rows, cols)
@@ -859,7 +861,7 @@ class Terminal:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        self.proc = subprocess.Popen([str(MINIBOX), "run", *map(str, args)], cwd=REPO,
+        self.proc = subprocess.Popen([str(MINIBOX), *map(str, args)], cwd=REPO, env=env,
                                      stdin=slave, stdout=slave, stderr=slave,
                                      preexec_fn=controlling_tty)
         _launched(self.proc.pid)
@@ -921,7 +923,7 @@ def terminal() -> Iterator[Callable[..., Terminal]]:
     opened: list[Terminal] = []
 
     def start(*args: object, rows: int = 24, cols: int = 80) -> Terminal:
-        t = Terminal(args, rows, cols)
+        t = Terminal(("run", *args), rows, cols)
         opened.append(t)
         return t
 

@@ -156,15 +156,10 @@ class Driver:
 
     def preload(self, res: dict) -> None:
         """Import the controller modules that create() and apply() will use."""
-        for ctrl in self.v1_dirs:
-            if ctrl == "cpuset" or any(res.get(k) for k in KEYS.get(ctrl, ())):
-                _module("v1", ctrl)
-        if self.v2_dir:
-            for ctrl in V2_ORDER:
-                name = V2_NAMES.get(ctrl, ctrl)
-                if self.layout.where(ctrl) == "v2" and name in _V2_MODULES and \
-                        any(res.get(k) for k in KEYS.get(name, ())):
-                    _module("v2", name)
+        for ctrl, _d in self._v1_work(res):
+            _module("v1", ctrl)
+        for name in self._v2_work(res):
+            _module("v2", name)
 
     def create(self, res: dict) -> None:
         """Make the group in every hierarchy and write the limits; undone on failure."""
@@ -211,21 +206,29 @@ class Driver:
                          "v2: let the child groups use these controllers")
         fs.mkdir(d, "the container's own group (unified hierarchy)")
 
+    def _v1_work(self, res: dict) -> list[tuple[str, str]]:
+        """(controller, directory) of each v1 controller with something to write."""
+        return [(ctrl, d) for ctrl, d in self.v1_dirs.items()
+                if ctrl == "cpuset" or any(res.get(k) for k in KEYS.get(ctrl, ()))]
+
+    def _v2_work(self, res: dict) -> list[str]:
+        """The v2 controller modules with something to write in the unified group."""
+        if not self.v2_dir:
+            return []
+        out = []
+        for ctrl in CONTROLLERS:
+            name = V2_NAMES.get(ctrl, ctrl)
+            if self.layout.where(ctrl) == "v2" and ctrl != "cpuacct" and \
+                    name in _V2_MODULES and any(res.get(k) for k in KEYS.get(name, ())):
+                out.append(name)
+        return out
+
     def _apply_v1(self, res: dict) -> None:
-        for ctrl, d in self.v1_dirs.items():
-            if ctrl == "cpuset" or any(res.get(k) for k in KEYS.get(ctrl, ())):
-                _module("v1", ctrl).apply(d, res)
+        for ctrl, d in self._v1_work(res):
+            _module("v1", ctrl).apply(d, res)
 
     def _apply_v2(self, res: dict) -> None:
-        assert self.v2_dir is not None
-        for ctrl in CONTROLLERS:
-            if self.layout.where(ctrl) != "v2":
-                continue
-            name = V2_NAMES.get(ctrl, ctrl)
-            if ctrl == "cpuacct" or name not in _V2_MODULES:
-                continue
-            if not any(res.get(k) for k in KEYS.get(name, ())):
-                continue
+        for name in self._v2_work(res):
             _module("v2", name).apply(self.v2_dir, res)
 
     def add(self, pid: int, why: str = "put the container's init into its group before it "

@@ -53,25 +53,11 @@ def _denied(reg: Registry, repo: str, resp: Response) -> None:
                            f"(run: minibox login {reg.host})")
 
 
-class _Counting:
-    """A blob file as a request body that reports the bytes http.client reads from it."""
-
-    def __init__(self, f: object, tick: Callable[[int], None]) -> None:
-        self.f, self.tick = f, tick
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.tick(len(data))
-        return data
-
-    def seek(self, pos: int) -> None:
-        self.f.seek(pos)
-
-
 class _Window:
-    """Bytes start..start+length of a blob file as a request body. http.client reads it
-    a block at a time (client.CHUNK) while the registry takes the bytes already sent, so
-    the file is never held in memory whole and reading overlaps sending."""
+    """Bytes start..start+length of a blob file as a request body (a chunk, or the whole
+    blob), telling `tick` of what is read. http.client reads it a block at a time
+    (client.CHUNK) while the registry takes the bytes already sent, so the file is never
+    held in memory whole and reading overlaps sending."""
 
     def __init__(self, f: BinaryIO, start: int, length: int,
                  tick: Callable[[int], None] | None) -> None:
@@ -121,7 +107,7 @@ def upload(reg: Registry, repo: str, digest: str, size: int, open_blob: Callable
     octet = {"Content-Type": "application/octet-stream"}
     with open_blob(digest) as f:
         if size <= CHUNK:
-            body = _Counting(f, tick) if tick else f.read()
+            body = _Window(f, 0, size, tick)
             resp = reg.request("PUT", _with_digest(location, digest),
                                {**octet, "Content-Length": str(size)}, body, scope=scope,
                                why="send the whole blob and close the upload", retry=False)
