@@ -256,6 +256,8 @@ def finish(store: Store, cid: str, status: int) -> None:
         time.sleep(min(0.1 * 2 ** st.get("restartCount", 0), 60.0))
         try:
             with store.locked(cid) as cur:
+                if cur.get("status") == "removing":  # `rm -f` during the back-off
+                    return
                 if cur.get("stopRequested"):  # `stop` or `kill` during the back-off
                     cur["status"] = "stopped"
                     return

@@ -130,16 +130,20 @@ def remove(store: Store, cid: str, force: bool = False) -> None:
     from minibox.cgroups.driver import open_group
 
     st = refresh(store.load(cid))
-    if st["status"] in ("running", "paused", "restarting", "created") and \
-            alive(st.get("pid"), st.get("pidStart")):
-        # A created container's init is only waiting for `start`: docker removes it
-        # without -f, since nothing of the user's has run yet.
-        if not force and st["status"] != "created":
-            raise MiniboxError(
-                f"Error response from daemon: You cannot remove a running container {cid}. "
-                "Stop the container before attempting removal or force remove", 1)
-        with store.locked(cid) as cur:
-            cur["status"] = "removing"  # a finisher that starts anyway steps aside
+    running = st["status"] in ("running", "paused", "restarting", "created") and \
+        alive(st.get("pid"), st.get("pidStart"))
+    # A created container's init is only waiting for `start`: docker removes it without
+    # -f, since nothing of the user's has run yet.
+    if running and not force and st["status"] != "created":
+        raise MiniboxError(
+            f"Error response from daemon: You cannot remove a running container {cid}. "
+            "Stop the container before attempting removal or force remove", 1)
+    # Marked under the lock, whatever the state: a finisher still recording the end of
+    # a container that has just exited (or waiting to restart it) then steps aside,
+    # rather than writing its state back into the directory being removed.
+    with store.locked(cid) as cur:
+        cur["status"] = "removing"
+    if running:
         if st.get("detached") and alive(st.get("monitorPid"), st.get("monitorStart")):
             # Nothing is left to record: end the C monitor first, so that the init's
             # death does not start a finisher (a Python start) only to be told to go.
