@@ -44,6 +44,24 @@ def test_runs_with_every_option_leave_nothing(minibox, rootfs, tmp_path, host_sn
     assert host_leaks(before) == []
 
 
+def test_a_process_left_running_is_killed_through_the_group(minibox, rootfs, host_snapshot,
+                                                            host_leaks):
+    # With the host's PID namespace nothing kills the command's children when it ends:
+    # its group cannot be removed while they live (EBUSY), so minibox kills them.
+    before = host_snapshot()
+    started = time.monotonic()
+    r = minibox("--pid=host", rootfs, "sh", "-c", "sleep 60 & echo $!")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - started < 30
+    pid = int(r.stdout)
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2][0]
+    except FileNotFoundError:
+        state = "gone"
+    assert state in ("gone", "Z"), f"sleep {pid} still runs ({state})"
+    assert host_leaks(before) == []
+
+
 def test_failed_runs_leave_nothing(minibox, rootfs, host_snapshot, host_leaks):
     before = host_snapshot()
     for args, code in ([[rootfs, "nosuchcmd"], 127], [[rootfs, "/etc/passwd"], 126],

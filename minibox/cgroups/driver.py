@@ -182,9 +182,9 @@ class Driver:
         parent = os.path.dirname(d)
         for attempt in range(5):
             try:
-                fs.mkdir(parent, "the parent group of every minibox container")
+                created = fs.mkdir(parent, "the parent group of every minibox container")
                 if ctrl == "cpuset":
-                    _module("v1", "cpuset").inherit(parent)
+                    _module("v1", "cpuset").prepare_parent(parent, created)
                 fs.mkdir(d, f"the container's own {ctrl} group")
                 return
             except FileNotFoundError:
@@ -308,10 +308,25 @@ class Driver:
         return True
 
     def remove(self) -> None:
-        """Kill what is left, then remove the group and, if empty, the minibox parent."""
-        self.kill_all()
+        """Remove the group and, if empty, the minibox parent; kill what is left first.
+
+        rmdir(2) of a group that still has members fails with EBUSY (cgroups(7)), so
+        the members are looked for only then. Usually there are none: when a container's
+        init ends, the kernel has already killed the rest of its PID namespace
+        (pid_namespaces(7)), and reading cgroup.procs in every hierarchy first would
+        cost more than the removal itself.
+        """
+        why = "the container is gone: remove its group"
         for d in self.dirs:
-            _rmdir_retry(d, "the container is gone: remove its group")
+            try:
+                fs.rmdir(d, why)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                if err.errno != errno.EBUSY:
+                    raise
+                self.kill_all()
+                _rmdir_retry(d, why)
             try:
                 fs.rmdir(os.path.dirname(d), "no minibox container left here: remove the parent")
             except OSError:
