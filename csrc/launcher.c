@@ -123,8 +123,9 @@ int main(int argc, char **argv)
     args[n++] = MINIBOX_PYTHON;
     args[n++] = "-S";
     args[n++] = "-c";
-    /* minibox.bundle serves minibox's modules from one file (see there). */
-    args[n++] = "import sys; sys.path[0:0] = [" MINIBOX_PATHS "]; "
+    /* The cycle collector starts off: minibox/cli/main.py turns it back on for the
+     * verbs that want it. minibox.bundle serves minibox's modules from one file. */
+    args[n++] = "import gc; gc.disable(); import sys; sys.path[0:0] = [" MINIBOX_PATHS "]; "
                 "import minibox.bundle; minibox.bundle.install(); "
                 "from minibox.cli.main import entry; entry()";
     for (int i = 1; i < argc; i++)

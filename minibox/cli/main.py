@@ -47,6 +47,13 @@ VERBS = {
     "_finish": ("lifecycle", "finish"),
 }
 
+# Verbs that clone or fork a container's process and then mostly wait: they run with
+# Python's cycle collector off. A collection walks every tracked object and writes to
+# its header, and in a child between clone(2) and execve(2) each page so written is a
+# copy-on-write fault (the reason for gc.freeze() before fork in the gc docs); what
+# these verbs allocate meanwhile is freed by reference counting.
+_SHORT_AND_FORKING = {"run", "create", "start", "exec"}
+
 USAGE = """usage: minibox [--root DIR] [--data-root DIR] [--config DIR] VERB [OPTIONS] ...
 
 A container runtime that shows every kernel step it takes (add --explain).
@@ -139,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minibox version {__version__}")
         return 0
     verb = args[0]
+    if verb not in _SHORT_AND_FORKING:
+        # The launcher started with the cycle collector off (csrc/launcher.c): verbs
+        # that run long or build big object graphs (pull, build...) want it back.
+        import gc
+
+        gc.enable()
     if verb == "run" and os.geteuid() == 0:
         from minibox.cgroups import warm
 
