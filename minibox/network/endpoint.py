@@ -1,7 +1,7 @@
 """A container's place on its networks: lease, veth pair, address, route, ports, /etc files.
 
-prepare() runs before clone (an address is needed for /etc/hosts, which the child binds
-while it mounts); attach() runs in the parent after clone and before the child may go on
+prepare() runs before the child mounts anything, before the clone or right after it
+(an address is needed for /etc/hosts, which the child binds while it mounts); attach() runs in the parent after clone and before the child may go on
 (runtime/process.py, between the "G" and "J" messages): the child's network namespace
 exists by then, and its command has not started. detach() runs when the init ends,
 release() when the container is removed. The record of all of it is network.json in
@@ -77,7 +77,8 @@ def ensure_bridge(cfg: dict) -> None:
 
 
 def prepare(cdir: str, cid: str, name: str, spec: dict) -> None:
-    """Lease addresses and ports, write the record and the /etc files (before clone)."""
+    """Lease addresses and ports, write the record and the /etc files (before the child's
+    mounts)."""
     plan = recorded(spec)
     if plan is None:
         return

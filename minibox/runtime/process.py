@@ -34,8 +34,13 @@ class Child:
 
 def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = None,
           group: object = None, resources: dict | None = None,
-          network: Callable[[int], None] | None = None) -> Child:
+          network: Callable[[int], None] | None = None,
+          record: Callable[[], None] | None = None) -> Child:
     """Clone the container's init, set it up from the parent's side, and let it run.
+
+    `record()` writes the container's record on disk; it runs right after the clone,
+    while the new child is still starting up (its first moments are mostly copy-on-write
+    faults), and before the child is let go or any cgroup is made.
 
     `group` (a cgroups Driver, from driver.open_group) is created with `resources`
     while the child does its first mounts, and gets the child before the child may go
@@ -74,6 +79,8 @@ def spawn(spec: dict, *, tty_slave: int | None = None, scratch: str | None = Non
     os.close(report_w)
     mount_fd = None
     try:
+        if record is not None:
+            record()
         if with_userns:
             go_child.close()
             lin = spec["linux"]

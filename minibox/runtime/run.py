@@ -49,35 +49,43 @@ def run(spec: dict, *, overlay: bool = False, tty: bool = False, store: object =
     group = open_group(cid)
     res = spec["linux"].get("resources") or {}
     group.check(res)  # refuse what the host cannot do before anything exists
+    record = None
+    attach = None
+    scratch = None
     if store is not None:
         from minibox.runtime.container import new_state
 
         state = new_state(spec, name, {"autoremove": True})
-        store.create(cid, name, state, spec)
-    attach = None
-    if "minibox.network" in spec["annotations"]:
-        from minibox.network import endpoint
+        networked = "minibox.network" in spec["annotations"]
+        if networked:
+            from minibox.network import endpoint
 
-        try:
-            endpoint.prepare(store.path(cid), cid, name, spec)
-        except BaseException:
-            store.remove(cid, state)
-            raise
-        attach = endpoint.attacher(store.path(cid), cid, spec)
+            attach = endpoint.attacher(store.path(cid), cid, spec)
+        if overlay:
+            scratch = store.path(cid, "overlay")
+
+        def record() -> None:
+            # The container's directory: state, the overlay's scratch space, the network
+            # plan. spawn makes it while the new child starts up, before the child may
+            # mount anything and before any cgroup exists, so a minibox killed at any
+            # point leaves nothing that `ps` cannot show or `rm` cannot remove.
+            store.create(cid, name, state, spec)
+            if scratch:
+                os.mkdir(scratch)
+            if networked:
+                endpoint.prepare(store.path(cid), cid, name, spec)
+    elif overlay:
+        scratch = _scratch_dir()
     old = {s: signal.signal(s, forward) for s in _FORWARDED}
-    scratch = None
     pty = None
     try:
-        if overlay:
-            scratch = store.path(cid, "overlay") if store is not None else _scratch_dir()
-            os.makedirs(scratch, exist_ok=True)
         if tty:
             from minibox.runtime.tty import Pty
 
             pty = Pty()
             spec["process"]["terminal"] = True
         child = process.spawn(spec, tty_slave=pty.slave if pty else None, scratch=scratch,
-                              group=group, resources=res, network=attach)
+                              group=group, resources=res, network=attach, record=record)
         target["pid"] = child.pid
         if pty:
             pty.start()
