@@ -1,12 +1,13 @@
 """A container's place on its networks: lease, veth pair, address, route, ports, /etc files.
 
 prepare() runs before the child mounts anything, before the clone or right after it
-(an address is needed for /etc/hosts, which the child binds while it mounts); attach() runs in the parent after clone and before the child may go on
-(runtime/process.py, between the "G" and "J" messages): the child's network namespace
-exists by then, and its command has not started. detach() runs when the init ends,
-release() when the container is removed. The record of all of it is network.json in
-the container's state directory, so `rm` after a `kill -9` of the monitor still finds
-every lease, port and rule to take back.
+(an address is needed for /etc/hosts, which the child binds while it mounts); attach()
+runs in the parent after clone and before the child may go on (runtime/process.py,
+between the "G" and "J" messages): the child's network namespace exists by then, and
+its command has not started. detach() runs when the init ends, release() when the
+container is removed. The record of all of it is network.json in the container's state
+directory, so `rm` after a `kill -9` of the monitor still finds every lease, port and
+rule to take back.
 """
 
 from __future__ import annotations
