@@ -24,6 +24,7 @@ import platform
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -621,6 +622,22 @@ def report(args, cases, results, unavailable, versions, host_changes, py, py_how
                 ratios[key] = None
                 lines.append(f"ratio {key} = n/a ({missing} "
                              f"{reason_for(results, unavailable, missing, case)})")
+    if "limits" in cases:
+        # What the limits cost each tool: its own limits/default ratio, from the medians
+        # and as the median of the per-round ratios (each round runs both cases, so the
+        # pairing cancels much of the machine's drift over the run).
+        for tool in ("minibox", "runc", "crun"):
+            d, lim = results.get((tool, "default")), results.get((tool, "limits"))
+            if not (d and lim and d["status"] == lim["status"] == "ok" and
+                    len(d["samples_ms"]) == len(lim["samples_ms"])):
+                continue
+            pairs = zip(d["samples_ms"], lim["samples_ms"], strict=True)
+            paired = statistics.median(b / a for a, b in pairs)
+            whole = med(tool, "limits") / med(tool, "default")
+            lines.append(f"limits/default {tool:<7} = {whole:.3f} (medians), {paired:.3f} "
+                         "(median of per-round ratios)")
+            ratios[f"{tool} limits/default"] = whole
+            ratios[f"{tool} limits/default paired"] = paired
     for k, v in ratios.items():
         if k.startswith("crun/") and v is not None:
             print(f"(peer check: crun/runc{k[9:]} = {v:.2f})")
