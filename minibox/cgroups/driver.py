@@ -308,7 +308,7 @@ class Driver:
         return True
 
     def remove(self) -> None:
-        """Remove the group and, if empty, the minibox parent; kill what is left first.
+        """Remove the group and, if empty, the minibox parent, killing any member left.
 
         rmdir(2) of a group that still has members fails with EBUSY (cgroups(7)), so
         the members are looked for only then. Usually there are none: when a container's
